@@ -1,0 +1,43 @@
+#pragma once
+// One function per subcommand; each returns the process exit code.
+
+#include "cli/options.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace projectiond::cli {
+
+int run_daemon(const GlobalOptions& options);
+int run_migrate(const GlobalOptions& options);
+
+struct AppendOptions {
+    std::int64_t events = 0;
+    std::string aggregate_type = "User";
+    std::string bounded_context = "Identity";
+};
+int run_append(const GlobalOptions& options, const AppendOptions& append);
+
+struct StatusOptions {
+    bool json = false;
+    std::vector<std::string> names;
+};
+int run_status(const GlobalOptions& options, const StatusOptions& status);
+
+int run_check_config(const GlobalOptions& options);
+
+struct ResetOptions {
+    std::string name;
+    std::optional<std::int64_t> to_position;
+};
+int run_reset(const GlobalOptions& options, const ResetOptions& reset);
+
+struct DeadLetterOptions {
+    bool json = false;
+    std::optional<std::string> name;
+};
+int run_dead_letters(const GlobalOptions& options, const DeadLetterOptions& dead_letters);
+
+} // namespace projectiond::cli

@@ -1,0 +1,26 @@
+#include "cli/command_context.hpp"
+#include "cli/commands.hpp"
+#include "cli/exit_codes.hpp"
+#include "store/migrations.hpp"
+
+#include <fmt/format.h>
+
+namespace projectiond::cli {
+
+int run_migrate(const GlobalOptions& options) {
+    const config::Config config = load_configuration(options, false);
+    store::Connection conn = connect(options, config);
+    const int applied = store::migrate(conn, [](const store::Migration& migration) {
+        fmt::print("Applied migration {}\n", migration.name);
+        std::fflush(stdout);
+    });
+    const store::SchemaState state = store::schema_state(conn);
+    if (applied == 0) {
+        fmt::print("Schema is up to date (version {}); nothing to apply\n", state.applied_version);
+    } else {
+        fmt::print("Schema is now at version {}\n", state.applied_version);
+    }
+    return exit_ok;
+}
+
+} // namespace projectiond::cli

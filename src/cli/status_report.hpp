@@ -1,0 +1,33 @@
+#pragma once
+// What `status` prints, as text (the reference's lines) or JSON, from the
+// stored progress and the configuration. No I/O here, so it is unit-tested.
+
+#include "config/config.hpp"
+#include "store/progress.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace projectiond::cli {
+
+struct StatusEntry {
+    store::PartitionProgress progress;
+    bool configured = false; // named by the configuration (else only found in the database)
+};
+
+enum class Phase { not_started, behind, caught_up };
+
+Phase phase_of(const store::PartitionProgress& progress);
+
+// Every configured partition (a placeholder when it has no checkpoint yet)
+// and every checkpoint in the database, restricted to `names` when given.
+// Throws CommandError (64) for a name that is neither configured nor stored.
+std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, const config::Config& config,
+                                        const std::vector<std::string>& names);
+
+std::string render_status_text(const store::StoreProgress& progress, const std::vector<StatusEntry>& entries);
+nlohmann::json render_status_json(const store::StoreProgress& progress, const std::vector<StatusEntry>& entries);
+
+} // namespace projectiond::cli

@@ -1,0 +1,25 @@
+#pragma once
+// Capped exponential backoff with full jitter, for reconnects and retries.
+
+#include <chrono>
+#include <random>
+
+namespace projectiond::projection {
+
+class Backoff {
+public:
+    Backoff(std::chrono::milliseconds first, std::chrono::milliseconds cap) : first_(first), cap_(cap) {}
+
+    // The next delay: uniformly random in [first/2, ceiling], the ceiling
+    // doubling on each call up to the cap.
+    std::chrono::milliseconds next();
+    void reset() noexcept { ceiling_ = std::chrono::milliseconds(0); }
+
+private:
+    std::chrono::milliseconds first_;
+    std::chrono::milliseconds cap_;
+    std::chrono::milliseconds ceiling_{0};
+    std::minstd_rand random_{std::random_device{}()};
+};
+
+} // namespace projectiond::projection

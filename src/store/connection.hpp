@@ -1,0 +1,98 @@
+#pragma once
+// One libpq connection, used by one thread, with every wait interruptible.
+//
+// The socket is non-blocking and all waits go through poll() on it and on an
+// optional interrupt descriptor, so a runner told to stop never sits in libpq.
+
+#include "store/result.hpp"
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace projectiond::store {
+
+using Clock = std::chrono::steady_clock;
+using Params = std::vector<std::optional<std::string>>;
+
+// Lets a waiting connection be woken: `fd` becomes readable, then `give_up` is
+// asked (it should consume the wake-up) whether the wait is to be abandoned.
+struct Interrupt {
+    int fd = -1;
+    std::function<bool()> give_up;
+};
+
+struct ConnectOptions {
+    std::string conninfo;            // libpq URI or key=value string; may be empty (PG* env)
+    std::string application_name = "projectiond";
+    std::optional<std::string> password; // from a file or credential, never from a log
+    std::chrono::milliseconds connect_timeout{10000};
+    const Interrupt* interrupt = nullptr;
+};
+
+class Connection {
+public:
+    static Connection open(const ConnectOptions& options);
+
+    Connection(Connection&& other) noexcept;
+    Connection& operator=(Connection&& other) noexcept;
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+    ~Connection();
+
+    void set_interrupt(const Interrupt* interrupt) noexcept { interrupt_ = interrupt; }
+
+    // Simple-query protocol: may hold several statements; returns the last result.
+    Result exec(std::string_view sql);
+    // Extended protocol with text parameters bound as $1, $2, ...
+    Result exec(const std::string& sql, const Params& params);
+    void prepare(const std::string& name, const std::string& sql);
+    Result exec_prepared(const std::string& name, const Params& params);
+
+    // Pipeline mode (libpq >= 14): queue statements, sync, then read results in order.
+    void enter_pipeline();
+    void exit_pipeline();
+    void send_prepared(const std::string& name, int count, const char* const* values);
+    void send(const std::string& sql, const Params& params);
+    void pipeline_sync();
+    // The next result of the pipeline; an empty Result marks the end of one
+    // statement's results. Errors are returned, not thrown, so the caller can
+    // tell which statement failed; a lost connection throws.
+    Result next_pipeline_result();
+
+    // Waits until a notification arrives (true) or the deadline passes (false).
+    // Notifications already received are consumed and count.
+    bool wait_for_notification(Clock::time_point deadline);
+    // Consumes any notifications that have arrived; true if there were some.
+    bool drain_notifications();
+
+    bool healthy() const noexcept;
+    int backend_pid() const noexcept;
+    PGconn* native() const noexcept { return conn_; }
+    // Asks the server to cancel the running statement; callable from any thread.
+    void request_cancel() const noexcept;
+
+private:
+    explicit Connection(PGconn* conn) noexcept : conn_(conn) {}
+
+    [[noreturn]] void throw_connection_error(std::string_view doing) const;
+    Result collect_results();
+    void flush();
+    void consume_until_not_busy();
+    // Waits for the socket; false when the deadline passed first.
+    bool wait_socket(bool for_write, std::optional<Clock::time_point> deadline);
+
+    PGconn* conn_ = nullptr;
+    PGcancel* cancel_ = nullptr;
+    const Interrupt* interrupt_ = nullptr;
+};
+
+// The libpq connection string with any password removed, for messages and logs.
+std::string redact_conninfo(const std::string& conninfo);
+
+} // namespace projectiond::store

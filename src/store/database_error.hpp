@@ -1,0 +1,40 @@
+#pragma once
+// Errors raised by the database layer, classified by what the caller should do.
+
+#include <stdexcept>
+#include <string>
+
+namespace projectiond::store {
+
+class DatabaseError : public std::runtime_error {
+public:
+    DatabaseError(std::string message, std::string sqlstate, bool connection_lost = false)
+        : std::runtime_error(std::move(message)), sqlstate_(std::move(sqlstate)),
+          connection_lost_(connection_lost) {}
+
+    const std::string& sqlstate() const noexcept { return sqlstate_; }
+    // The session is gone (server restart, network, shutdown): reconnect.
+    bool connection_lost() const noexcept { return connection_lost_; }
+    // Worth retrying as is, without counting it against a handler's retries:
+    // connection trouble, serialization failures, deadlocks, lock timeouts.
+    bool transient() const noexcept;
+
+private:
+    std::string sqlstate_;
+    bool connection_lost_;
+};
+
+// No connection could be made (refused, unknown host, authentication, timeout).
+class DatabaseUnavailable : public DatabaseError {
+public:
+    explicit DatabaseUnavailable(std::string message)
+        : DatabaseError(std::move(message), "08001", true) {}
+};
+
+// A wait on the database was given up because the caller was told to stop.
+class Interrupted : public std::runtime_error {
+public:
+    Interrupted() : std::runtime_error("interrupted") {}
+};
+
+} // namespace projectiond::store
