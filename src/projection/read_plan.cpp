@@ -138,7 +138,7 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
         handlers_.push_back(std::move(planned));
     }
     if (projection.log) {
-        filter_arguments_.emplace_back("{name}");
+        filter_arguments_.emplace_back(text_array_literal({"name"}));
         select_list_.push_back(fmt::format("b.payload #>> ${}::text[]", filter_arguments_.size() + 3));
         fetched_.emplace_back();
         log_name_column_ = col_first_parameter + static_cast<int>(fetched_.size()) - 1;

@@ -1,0 +1,156 @@
+// The command line as an operator meets it: outputs, errors and exit codes.
+#include "child_process.hpp"
+#include "daemon_process.hpp"
+#include "test_database.hpp"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include "build_config.hpp"
+
+using namespace projectiond::testing;
+
+namespace {
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+CommandResult cli(std::vector<std::string> args, const std::map<std::string, std::string>& env = {}) {
+    args.insert(args.begin(), projectiond_binary());
+    return run_command(args, env);
+}
+
+CommandResult against(const TestDatabase& db, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--database-url", db.conninfo()});
+    return cli(std::move(args));
+}
+
+const char* const one_projection = "projections:\n  - name: reliable_checkpoint_projection\n    log: true\n";
+} // namespace
+
+TEST_SUITE("command line") {
+    TEST_CASE("--version prints the version from meson.build and exits 0") {
+        const auto result = cli({"--version"});
+        CHECK(result.exit_code == 0);
+        CHECK(contains(result.out, PROJECTIOND_VERSION));
+    }
+
+    TEST_CASE("--help lists every subcommand and the global options") {
+        const auto result = cli({"--help"});
+        CHECK(result.exit_code == 0);
+        for (const char* word : {"run", "migrate", "append", "status", "check-config", "reset", "dead-letters",
+                                 "--config", "--database-url", "--log-level", "--log-target", "Exit status"}) {
+            CHECK_MESSAGE(contains(result.out, word), word);
+        }
+    }
+
+    TEST_CASE("a bad flag, a missing subcommand or a bad value exits 64") {
+        CHECK(cli({"status", "--bogus"}).exit_code == 64);
+        CHECK(contains(cli({"status", "--bogus"}).err, "--bogus"));
+        CHECK(cli({}).exit_code == 64);
+        CHECK(cli({"frobnicate"}).exit_code == 64);
+        CHECK(cli({"--log-level", "loud", "status"}).exit_code == 64);
+        CHECK(cli({"append"}).exit_code == 64);
+        CHECK(cli({"append", "--events=0", "--database-url", "dbname=nothing"}).exit_code == 64);
+    }
+
+    TEST_CASE("migrate applies the schema once, then reports it up to date") {
+        TestDatabase db(false);
+        const auto first = against(db, {"migrate"});
+        CHECK(first.exit_code == 0);
+        CHECK(contains(first.out, "Applied migration 0001_event_store"));
+        const auto second = against(db, {"migrate"});
+        CHECK(second.exit_code == 0);
+        CHECK(contains(second.out, "Schema is up to date"));
+        CHECK(second.err.empty());
+    }
+
+    TEST_CASE("append 20 then status prints the reference's lines before processing") {
+        TestDatabase db;
+        TempFile config(one_projection);
+        const auto append = against(db, {"append", "--events=20"});
+        CHECK(append.exit_code == 0);
+        CHECK(contains(append.out, "Appended 20 UserCreated events"));
+        const auto status = against(db, {"-c", config.path(), "status"});
+        CHECK(status.exit_code == 0);
+        CHECK(status.out == "Projection: reliable_checkpoint_projection\n"
+                            "Current checkpoint position: 0\n"
+                            "Total events in store: 20\n"
+                            "Status: Not started (will process all 20 events)\n");
+    }
+
+    TEST_CASE("status --json is one valid JSON document with the same facts") {
+        TestDatabase db;
+        TempFile config(one_projection);
+        against(db, {"append", "--events=20"});
+        const auto status = against(db, {"-c", config.path(), "status", "--json"});
+        CHECK(status.exit_code == 0);
+        const auto json = nlohmann::json::parse(status.out);
+        CHECK(json["total_events"] == 20);
+        REQUIRE(json["projections"].size() == 1);
+        CHECK(json["projections"][0]["name"] == "reliable_checkpoint_projection");
+        CHECK(json["projections"][0]["checkpoint"] == 0);
+        CHECK(json["projections"][0]["status"] == "not_started");
+        CHECK(json["projections"][0]["behind"] == 20);
+    }
+
+    TEST_CASE("PROJECTIOND_CONFIG names the configuration when -c does not") {
+        TestDatabase db;
+        TempFile config(one_projection);
+        const auto status = run_command({projectiond_binary(), "--database-url", db.conninfo(), "status"},
+                                        {{"PROJECTIOND_CONFIG", config.path()}});
+        CHECK(status.exit_code == 0);
+        CHECK(contains(status.out, "Projection: reliable_checkpoint_projection"));
+    }
+
+    TEST_CASE("an unknown key exits 78 naming file:line:column and the key") {
+        TempFile config("defaults:\n  batch_size: 10\n  pol_interval: 1s\nprojections:\n  - name: a\n    log: true\n");
+        const auto result = cli({"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 78);
+        CHECK(contains(result.err, config.path() + ":3:3: unknown key 'pol_interval'"));
+        CHECK(contains(result.err, "did you mean 'poll_interval'"));
+        CHECK(cli({"-c", config.path(), "run"}).exit_code == 78);
+    }
+
+    TEST_CASE("a missing configuration named explicitly exits 78 naming the file") {
+        const auto result = cli({"-c", "/nonexistent/p.yaml", "status"});
+        CHECK(result.exit_code == 78);
+        CHECK(contains(result.err, "/nonexistent/p.yaml: cannot read the configuration"));
+    }
+
+    TEST_CASE("check-config accepts a valid file and says what it holds") {
+        TempFile config("projections:\n  - name: a\n    log: true\n    partitions: 3\n");
+        const auto result = cli({"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 0);
+        CHECK(contains(result.out, "configuration is valid: 1 projection, 3 runners"));
+    }
+
+    TEST_CASE("an unreachable database exits 69 with a clear message and no password") {
+        const auto result =
+            cli({"--database-url", "postgresql://app:Sup3rSecret@127.0.0.1:9/app?connect_timeout=2", "status"});
+        CHECK(result.exit_code == 69);
+        CHECK(contains(result.err, "cannot connect to PostgreSQL"));
+        CHECK(contains(result.err, "check that PostgreSQL is running"));
+        CHECK_FALSE(contains(result.err + result.out, "Sup3rSecret"));
+    }
+
+    TEST_CASE("commands refuse an unmigrated database with advice, exit 69") {
+        TestDatabase db(false);
+        const auto result = against(db, {"status"});
+        CHECK(result.exit_code == 69);
+        CHECK(contains(result.err, "run `projectiond migrate` first"));
+    }
+
+    TEST_CASE("status of an unknown projection name is a usage error") {
+        TestDatabase db;
+        TempFile config(one_projection);
+        CHECK(against(db, {"-c", config.path(), "status", "nope"}).exit_code == 64);
+    }
+
+    TEST_CASE("dead-letters with none says so; reset of an unknown projection is a usage error") {
+        TestDatabase db;
+        const auto dead = against(db, {"dead-letters"});
+        CHECK(dead.exit_code == 0);
+        CHECK(contains(dead.out, "No dead letters"));
+        CHECK(nlohmann::json::parse(against(db, {"dead-letters", "--json"}).out).empty());
+        CHECK(against(db, {"reset", "nope"}).exit_code == 64);
+    }
+}

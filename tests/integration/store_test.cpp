@@ -1,0 +1,265 @@
+// The event store schema, its SQL functions and the store layer, against a real PostgreSQL.
+#include "store/checkpoints.hpp"
+#include "store/database_error.hpp"
+#include "store/demo_events.hpp"
+#include "store/migrations.hpp"
+#include "store/progress.hpp"
+#include "test_database.hpp"
+
+#include <doctest/doctest.h>
+
+#include <map>
+#include <thread>
+
+using namespace projectiond;
+using testing::TestDatabase;
+
+namespace {
+std::string sqlstate_of(store::Connection& conn, const std::string& sql) {
+    try {
+        conn.exec(sql);
+    } catch (const store::DatabaseError& error) {
+        return error.sqlstate();
+    }
+    return "(no error)";
+}
+
+const char* const monitoring_lag = R"sql(
+SELECT
+    projection_name,
+    last_global_position,
+    (SELECT MAX(global_position) FROM events) - last_global_position as lag,
+    updated_at
+FROM projection_checkpoints
+ORDER BY lag DESC;)sql";
+
+const char* const monitoring_health = R"sql(
+SELECT
+    projection_name,
+    last_global_position,
+    updated_at,
+    CASE
+        WHEN updated_at < NOW() - INTERVAL '5 minutes' THEN 'STALE'
+        WHEN last_global_position >= (SELECT MAX(global_position) FROM events) THEN 'CAUGHT_UP'
+        ELSE 'PROCESSING'
+    END as status
+FROM projection_checkpoints;)sql";
+} // namespace
+
+TEST_SUITE("store") {
+    TEST_CASE("migrate creates the schema and records it; a second run applies nothing") {
+        TestDatabase db(false);
+        store::Connection conn = db.connect();
+        CHECK(store::schema_state(conn).applied_version == 0);
+        int applied = 0;
+        CHECK(store::migrate(conn, [&](const store::Migration&) { ++applied; }) ==
+              static_cast<int>(store::embedded_migrations().size()));
+        CHECK(applied == static_cast<int>(store::embedded_migrations().size()));
+        CHECK(store::schema_state(conn).current());
+        CHECK(store::migrate(conn, [](const store::Migration&) {}) == 0);
+        CHECK(db.number("SELECT count(*) FROM schema_migrations") ==
+              static_cast<long long>(store::embedded_migrations().size()));
+        for (const char* table : {"events", "aggregate_heads", "projection_checkpoints", "projection_dead_letters"}) {
+            CHECK(db.scalar(std::string("SELECT to_regclass('") + table + "')::text") == table);
+        }
+    }
+
+    TEST_CASE("migrations applied by hand re-run cleanly: every statement is idempotent") {
+        TestDatabase db(true);
+        store::Connection conn = db.connect();
+        for (const auto& migration : store::embedded_migrations()) {
+            CHECK_NOTHROW(conn.exec(migration.sql));
+        }
+    }
+
+    TEST_CASE("two hosts migrating at once take turns and apply each migration once") {
+        TestDatabase db(false);
+        int applied[4] = {};
+        std::vector<std::thread> threads;
+        for (int& count : applied) {
+            threads.emplace_back([&db, &count] {
+                store::Connection conn = db.connect();
+                count = store::migrate(conn, [](const store::Migration&) {});
+            });
+        }
+        for (auto& thread : threads) {
+            thread.join();
+        }
+        CHECK(applied[0] + applied[1] + applied[2] + applied[3] ==
+              static_cast<int>(store::embedded_migrations().size()));
+        CHECK(db.number("SELECT count(*) FROM schema_migrations") ==
+              static_cast<long long>(store::embedded_migrations().size()));
+    }
+
+    TEST_CASE("the reference's monitoring queries run unchanged and tell the truth") {
+        TestDatabase db;
+        store::Connection conn = db.connect();
+        store::append_demo_events(conn, 20, "User", "Identity");
+        store::ensure_checkpoint(conn, "behind", 0, 1);
+        store::ensure_checkpoint(conn, "done", 0, 1);
+        conn.exec("UPDATE projection_checkpoints SET last_global_position = 5 WHERE projection_name = 'behind'");
+        conn.exec("UPDATE projection_checkpoints SET last_global_position = 20 WHERE projection_name = 'done'");
+        const store::Result lag = conn.exec(monitoring_lag);
+        REQUIRE(lag.rows() == 2);
+        CHECK(lag.text(0, 0) == "behind");
+        CHECK(lag.int64(0, 2) == 15);
+        CHECK(lag.int64(1, 2) == 0);
+        const store::Result health = conn.exec(monitoring_health + std::string(" "));
+        std::map<std::string, std::string> status;
+        for (int row = 0; row < health.rows(); ++row) {
+            status[std::string(health.text(row, 0))] = std::string(health.text(row, 3));
+        }
+        CHECK(status["behind"] == "PROCESSING");
+        CHECK(status["done"] == "CAUGHT_UP");
+    }
+
+    TEST_CASE("demo events are 'User 1'..'User N', each a new aggregate with a name and an email") {
+        TestDatabase db;
+        store::Connection conn = db.connect();
+        const auto range = store::append_demo_events(conn, 3, "User", "Identity");
+        CHECK(range.count == 3);
+        CHECK(range.last_position - range.first_position == 2);
+        const store::Result rows = conn.exec(
+            "SELECT payload->>'name', payload->>'email', aggregate_version, event_type, bounded_context, "
+            "aggregate_type FROM events ORDER BY global_position");
+        REQUIRE(rows.rows() == 3);
+        CHECK(rows.text(0, 0) == "User 1");
+        CHECK(rows.text(2, 0) == "User 3");
+        CHECK(rows.text(1, 1) == "user2@example.com");
+        CHECK(rows.text(0, 2) == "1");
+        CHECK(rows.text(0, 3) == "UserCreated");
+        CHECK(rows.text(0, 4) == "Identity");
+        CHECK(db.number("SELECT count(DISTINCT aggregate_id) FROM events") == 3);
+    }
+
+    TEST_CASE("append_events checks the expected version and answers a conflict with SQLSTATE PJ001") {
+        TestDatabase db;
+        store::Connection conn = db.connect();
+        const store::Result first = conn.exec(
+            "SELECT * FROM append_events('Shop', 'Order', 'o1', 0, "
+            "'[{\"event_type\": \"OrderPlaced\", \"payload\": {\"total\": 3}},"
+            "  {\"event_type\": \"OrderPaid\", \"payload\": {}}]')");
+        REQUIRE(first.rows() == 2);
+        CHECK(first.text(1, 1) == "2");
+        CHECK(sqlstate_of(conn, "SELECT * FROM append_events('Shop', 'Order', 'o1', 0, "
+                                "'[{\"event_type\": \"X\", \"payload\": {}}]')") == "PJ001");
+        CHECK(sqlstate_of(conn, "SELECT * FROM append_events('Shop', 'Order', 'o1', 1, "
+                                "'[{\"event_type\": \"X\", \"payload\": {}}]')") == "PJ001");
+        CHECK_NOTHROW(conn.exec("SELECT * FROM append_events('Shop', 'Order', 'o1', 2, "
+                                "'[{\"event_type\": \"OrderShipped\", \"payload\": {}}]')"));
+        CHECK_NOTHROW(conn.exec("SELECT * FROM append_events('Shop', 'Order', 'o1', NULL, "
+                                "'[{\"event_type\": \"OrderNoted\", \"payload\": {}}]')"));
+        CHECK(db.number("SELECT aggregate_version FROM aggregate_heads WHERE aggregate_id = 'o1'") == 4);
+    }
+
+    TEST_CASE("a plain INSERT must continue the aggregate's versions") {
+        TestDatabase db;
+        store::Connection conn = db.connect();
+        const std::string insert = "INSERT INTO events (bounded_context, aggregate_type, aggregate_id, "
+                                   "aggregate_version, event_type, payload) VALUES ('C', 'T', 'a', ";
+        CHECK_NOTHROW(conn.exec(insert + "1, 'E', '{}')"));
+        CHECK(sqlstate_of(conn, insert + "1, 'E', '{}')") == "PJ001");
+        CHECK(sqlstate_of(conn, insert + "3, 'E', '{}')") == "PJ001");
+        CHECK_NOTHROW(conn.exec(insert + "2, 'E', '{}')"));
+    }
+
+    TEST_CASE("the appending transaction's id is recorded and cannot be forged") {
+        TestDatabase db;
+        store::Connection conn = db.connect();
+        conn.exec("BEGIN");
+        const std::string xid(conn.exec("SELECT pg_current_xact_id()::text").text(0, 0));
+        conn.exec("INSERT INTO events (bounded_context, aggregate_type, aggregate_id, aggregate_version, event_type, "
+                  "payload, transaction_id) VALUES ('C', 'T', 'a', 1, 'E', '{}', '3')");
+        conn.exec("COMMIT");
+        CHECK(db.scalar("SELECT transaction_id::text FROM events") == xid);
+    }
+
+    TEST_CASE("an older transaction appending after a younger one committed the previous version gets 40001") {
+        TestDatabase db;
+        store::Connection older = db.connect();
+        store::Connection younger = db.connect();
+        older.exec("BEGIN");
+        older.exec("SELECT pg_current_xact_id()"); // takes its transaction id now
+        younger.exec("SELECT * FROM append_events('C', 'T', 'x', 0, '[{\"event_type\": \"E\", \"payload\": {}}]')");
+        CHECK(sqlstate_of(older, "SELECT * FROM append_events('C', 'T', 'x', 1, "
+                                 "'[{\"event_type\": \"E\", \"payload\": {}}]')") == "40001");
+        older.exec("ROLLBACK");
+        CHECK_NOTHROW(older.exec(
+            "SELECT * FROM append_events('C', 'T', 'x', 1, '[{\"event_type\": \"E\", \"payload\": {}}]')"));
+        CHECK(db.number("SELECT count(*) FROM events e1 JOIN events e2 ON e1.aggregate_version < "
+                        "e2.aggregate_version WHERE e1.transaction_id > e2.transaction_id") == 0);
+    }
+
+    TEST_CASE("the partition of an aggregate is stable and spreads aggregates over partitions") {
+        TestDatabase db;
+        CHECK(db.number("SELECT projectiond_partition_of('3f8a2b1c-0000-4000-8000-000000000000', 8)") ==
+              db.number("SELECT projectiond_partition_of('3f8a2b1c-0000-4000-8000-000000000000', 8)"));
+        CHECK(db.number("SELECT count(DISTINCT projectiond_partition_of(i::text, 4)) "
+                        "FROM generate_series(1, 1000) i") == 4);
+        CHECK(db.number("SELECT min(c) FROM (SELECT count(*) c FROM generate_series(1, 4000) i "
+                        "GROUP BY projectiond_partition_of(i::text, 4)) s") > 800);
+    }
+
+    TEST_CASE("advancing a checkpoint from a stale cursor fails with PJ002 and changes nothing") {
+        TestDatabase db;
+        store::Connection conn = db.connect();
+        store::append_demo_events(conn, 5, "User", "Identity");
+        store::ensure_checkpoint(conn, "p", 0, 1);
+        const std::string end(conn.exec("SELECT max(transaction_id)::text FROM events").text(0, 0));
+        CHECK(db.number("SELECT projectiond_advance_checkpoint('p', 0, '0', 0, '" + end + "', 5, 5)") == 5);
+        CHECK(sqlstate_of(conn, "SELECT projectiond_advance_checkpoint('p', 0, '0', 0, '" + end + "', 5, 5)") ==
+              "PJ002");
+        CHECK(db.number("SELECT events_processed FROM projection_checkpoints") == 5);
+    }
+
+    TEST_CASE("progress counts the events the cursor has not passed") {
+        TestDatabase db;
+        store::Connection conn = db.connect();
+        store::append_demo_events(conn, 10, "User", "Identity");
+        store::ensure_checkpoint(conn, "p", 0, 1);
+        conn.exec("UPDATE projection_checkpoints SET (cursor_transaction_id, cursor_global_position, "
+                  "last_global_position) = (SELECT transaction_id, global_position, global_position FROM events "
+                  "WHERE global_position = (SELECT min(global_position) + 3 FROM events))");
+        const auto progress = store::read_progress(conn);
+        CHECK(progress.total_events == 10);
+        REQUIRE(progress.partitions.size() == 1);
+        CHECK(progress.partitions[0].remaining == 6);
+        CHECK_FALSE(progress.partitions[0].running);
+    }
+
+    TEST_CASE("reset rewinds every partition and refuses while a runner owns one") {
+        TestDatabase db;
+        store::Connection conn = db.connect();
+        store::append_demo_events(conn, 10, "User", "Identity");
+        const auto checkpoint = store::ensure_checkpoint(conn, "p", 0, 1);
+        conn.exec("UPDATE projection_checkpoints SET (cursor_transaction_id, cursor_global_position, "
+                  "last_global_position, events_processed) = (SELECT max(transaction_id), 10, 10, 10 FROM events)");
+
+        store::Connection owner = db.connect();
+        REQUIRE(store::try_lock_partition(owner, checkpoint.lock_key));
+        try {
+            store::reset_checkpoints(conn, "p", 1, 0);
+            FAIL("reset should refuse while the partition is owned");
+        } catch (const store::DatabaseError& error) {
+            CHECK(error.sqlstate() == "PJ003");
+        }
+        CHECK(db.number("SELECT last_global_position FROM projection_checkpoints") == 10);
+        owner.exec("SELECT pg_advisory_unlock_all()");
+
+        const auto first = db.number("SELECT min(global_position) FROM events");
+        store::reset_checkpoints(conn, "p", 2, first + 3);
+        CHECK(db.number("SELECT count(*) FROM projection_checkpoints WHERE projection_name = 'p'") == 2);
+        CHECK(db.number("SELECT min(last_global_position) FROM projection_checkpoints") == first + 3);
+        const auto progress = store::read_progress(conn);
+        CHECK(progress.partitions[0].remaining == 6);
+        store::reset_checkpoints(conn, "p", 1, 0);
+        CHECK(db.number("SELECT count(*) FROM projection_checkpoints WHERE projection_name = 'p'") == 1);
+        CHECK(db.number("SELECT last_global_position FROM projection_checkpoints") == 0);
+    }
+
+    TEST_CASE("a password in the connection string is redacted for messages") {
+        CHECK(store::redact_conninfo("postgresql://app:s3cret@db.example/app").find("s3cret") == std::string::npos);
+        CHECK(store::redact_conninfo("host=db password=s3cret dbname=app").find("s3cret") == std::string::npos);
+        CHECK(store::redact_conninfo("host=db password=s3cret dbname=app").find("dbname=app") != std::string::npos);
+    }
+}

@@ -1,0 +1,38 @@
+#pragma once
+// A fresh database in the throwaway cluster that scripts/with-postgres started
+// (reached through PGHOST/PGPORT/PGUSER), migrated, and dropped afterwards.
+
+#include "store/connection.hpp"
+
+#include <string>
+
+namespace projectiond::testing {
+
+class TestDatabase {
+public:
+    // `migrated`: apply projectiond's migrations to it.
+    explicit TestDatabase(bool migrated = true);
+    TestDatabase(const TestDatabase&) = delete;
+    TestDatabase& operator=(const TestDatabase&) = delete;
+    ~TestDatabase();
+
+    const std::string& name() const noexcept { return name_; }
+    // A libpq conninfo naming this database; host and user come from PG*.
+    std::string conninfo() const { return "dbname=" + name_; }
+    store::Connection connect() const;
+    // Runs one statement and returns the first column of the first row as text.
+    std::string scalar(const std::string& sql) const;
+    long long number(const std::string& sql) const;
+
+private:
+    std::string name_;
+};
+
+// True when the test runs under scripts/with-postgres.
+bool cluster_available();
+
+// Stops / starts the throwaway cluster's server (for outage tests).
+void stop_cluster();
+void start_cluster();
+
+} // namespace projectiond::testing

@@ -1,0 +1,105 @@
+#include "config/loader.hpp"
+#include "projection/read_plan.hpp"
+
+#include <doctest/doctest.h>
+
+using projectiond::config::parse_config;
+using namespace projectiond::projection;
+
+namespace {
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+projectiond::config::Projection projection_from(const std::string& yaml) {
+    return parse_config(yaml, "t.yaml").projections.front();
+}
+} // namespace
+
+TEST_SUITE("read plan") {
+    TEST_CASE("reads below the snapshot's oldest running transaction, in transaction order") {
+        const ReadPlan plan(projection_from("projections:\n  - name: a\n    log: true\n"), 0);
+        CHECK(contains(plan.read_sql(), "pg_snapshot_xmin(pg_current_snapshot())"));
+        CHECK(contains(plan.read_sql(), "(e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)"));
+        CHECK(contains(plan.read_sql(), "AND e.transaction_id < s.horizon"));
+        CHECK(contains(plan.read_sql(), "ORDER BY e.transaction_id, e.global_position"));
+        CHECK(contains(plan.read_sql(), "LIMIT $3"));
+    }
+
+    TEST_CASE("filters are bound as text arrays, never written into the SQL") {
+        const ReadPlan plan(projection_from(R"(projections:
+  - name: a
+    aggregate_types: [User, "Odd'Type"]
+    bounded_contexts: Identity
+    log: true
+)"),
+                            0);
+        CHECK(contains(plan.read_sql(), "e.aggregate_type = ANY ($4::text[])"));
+        CHECK(contains(plan.read_sql(), "e.bounded_context = ANY ($5::text[])"));
+        CHECK_FALSE(contains(plan.read_sql(), "Odd"));
+        REQUIRE(plan.filter_arguments().size() >= 2);
+        CHECK(*plan.filter_arguments()[0] == R"({"User","Odd'Type"})");
+        CHECK(*plan.filter_arguments()[1] == R"({"Identity"})");
+    }
+
+    TEST_CASE("without a catch-all handler only the handled event types are read") {
+        const ReadPlan plan(projection_from(R"(projections:
+  - name: a
+    handlers:
+      UserCreated: SELECT :event_id
+      UserRenamed: SELECT :event_id
+)"),
+                            0);
+        CHECK(contains(plan.read_sql(), "e.event_type = ANY ($4::text[])"));
+        CHECK(*plan.filter_arguments()[0] == R"({"UserCreated","UserRenamed"})");
+    }
+
+    TEST_CASE("a catch-all handler reads every event type") {
+        const ReadPlan plan(projection_from("projections:\n  - name: a\n    handlers:\n      \"*\": SELECT :event_id\n"), 0);
+        CHECK_FALSE(contains(plan.read_sql(), "e.event_type"));
+        REQUIRE(plan.handler_for("Anything") != nullptr);
+        CHECK(plan.handler_for("Anything")->event_type == "*");
+    }
+
+    TEST_CASE("an exact handler wins over the catch-all") {
+        const ReadPlan plan(projection_from(
+                                "projections:\n  - name: a\n    handlers:\n      \"*\": SELECT 1\n      X: SELECT 2\n"),
+                            0);
+        CHECK(plan.handler_for("X")->event_type == "X");
+    }
+
+    TEST_CASE("partitions are selected in SQL by a stable hash") {
+        const ReadPlan plan(projection_from("projections:\n  - name: a\n    log: true\n    partitions: 4\n"), 2);
+        CHECK(contains(plan.read_sql(), "projectiond_partition_of(e.aggregate_id, $4::integer) = $5::integer"));
+        CHECK(*plan.filter_arguments()[0] == "4");
+        CHECK(*plan.filter_arguments()[1] == "2");
+    }
+
+    TEST_CASE("handler parameters map to read columns; JSON paths are bound") {
+        const ReadPlan plan(projection_from(R"(projections:
+  - name: a
+    handlers:
+      X: INSERT INTO t VALUES (:aggregate_id, :payload.customer.email, :global_position, :aggregate_id, :created_at)
+)"),
+                            0);
+        const auto& statement = plan.handlers().front().statements.front();
+        CHECK(statement.sql == "INSERT INTO t VALUES ($1, $2, $3, $1, $4)");
+        REQUIRE(statement.columns.size() == 4);
+        CHECK(statement.columns[0] == col_aggregate_id);
+        CHECK(statement.columns[1] == col_first_parameter);
+        CHECK(statement.columns[2] == col_global_position);
+        CHECK(statement.columns[3] == col_first_parameter + 1);
+        CHECK(contains(plan.read_sql(), "b.payload #>> $5::text[]"));
+        CHECK(contains(plan.read_sql(), "b.created_at"));
+        CHECK(*plan.filter_arguments().back() == R"({"customer","email"})");
+    }
+
+    TEST_CASE("log projections fetch the payload's name for their lines") {
+        const ReadPlan plan(projection_from("projections:\n  - name: a\n    log: true\n"), 0);
+        CHECK(plan.log_name_column() == col_first_parameter);
+        CHECK(*plan.filter_arguments().back() == "{\"name\"}");
+    }
+
+    TEST_CASE("array literals escape quotes and backslashes") {
+        CHECK(text_array_literal({R"(a"b)", R"(c\d)", "e,f"}) == R"({"a\"b","c\\d","e,f"})");
+        CHECK(text_array_literal({}) == "{}");
+    }
+}

@@ -1,0 +1,92 @@
+#include "cli/exit_codes.hpp"
+#include "cli/status_report.hpp"
+#include "config/loader.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace projectiond;
+
+namespace {
+store::PartitionProgress stored(const std::string& name, std::int64_t position, std::int64_t remaining) {
+    store::PartitionProgress p;
+    p.projection = name;
+    p.has_checkpoint = true;
+    p.last_global_position = position;
+    p.events_processed = position;
+    p.remaining = remaining;
+    return p;
+}
+
+const config::Config walkthrough =
+    config::parse_config("projections:\n  - name: demo\n    log: true\n", "w.yaml");
+} // namespace
+
+TEST_SUITE("status report") {
+    TEST_CASE("before the first checkpoint: the reference's 'Not started' lines") {
+        store::StoreProgress progress{20, 20, {}};
+        const auto entries = cli::status_entries(progress, walkthrough, {});
+        CHECK(cli::render_status_text(progress, entries) ==
+              "Projection: demo\n"
+              "Current checkpoint position: 0\n"
+              "Total events in store: 20\n"
+              "Status: Not started (will process all 20 events)\n");
+    }
+
+    TEST_CASE("part-way: the reference's 'Behind by' line with one decimal") {
+        store::StoreProgress progress{20, 20, {stored("demo", 5, 15)}};
+        const auto text = cli::render_status_text(progress, cli::status_entries(progress, walkthrough, {}));
+        CHECK(text ==
+              "Projection: demo\n"
+              "Current checkpoint position: 5\n"
+              "Total events in store: 20\n"
+              "Status: Behind by 15 events (25.0% complete)\n");
+    }
+
+    TEST_CASE("done: the reference's 'Caught up' line") {
+        store::StoreProgress progress{20, 20, {stored("demo", 20, 0)}};
+        const auto text = cli::render_status_text(progress, cli::status_entries(progress, walkthrough, {}));
+        CHECK(text.find("Status: Caught up (all events processed)\n") != std::string::npos);
+    }
+
+    TEST_CASE("a failed projection shows its error and position") {
+        auto p = stored("demo", 5, 15);
+        p.state = "failed";
+        p.last_error = "duplicate key";
+        p.failed_position = 6;
+        store::StoreProgress progress{20, 20, {p}};
+        const auto text = cli::render_status_text(progress, cli::status_entries(progress, walkthrough, {}));
+        CHECK(text.find("State: failed at position 6: duplicate key\n") != std::string::npos);
+    }
+
+    TEST_CASE("partitions get a header each; unknown stored ones are marked") {
+        auto p0 = stored("split", 3, 1);
+        p0.partitions = 2;
+        auto p1 = stored("split", 4, 0);
+        p1.partition = 1;
+        p1.partitions = 2;
+        store::StoreProgress progress{4, 4, {p0, p1}};
+        const auto text = cli::render_status_text(progress, cli::status_entries(progress, walkthrough, {}));
+        CHECK(text.find("Projection: split (partition 0 of 2) (not in the configuration)\n") != std::string::npos);
+        CHECK(text.find("Projection: split (partition 1 of 2) (not in the configuration)\n") != std::string::npos);
+        CHECK(text.find("Projection: demo\n") != std::string::npos);
+    }
+
+    TEST_CASE("names select projections; an unknown name is a usage error") {
+        store::StoreProgress progress{1, 1, {stored("other", 1, 0)}};
+        CHECK(cli::status_entries(progress, walkthrough, {"other"}).size() == 1);
+        CHECK_THROWS_AS(cli::status_entries(progress, walkthrough, {"missing"}), cli::CommandError);
+    }
+
+    TEST_CASE("JSON carries the same facts") {
+        store::StoreProgress progress{20, 20, {stored("demo", 5, 15)}};
+        const auto json = cli::render_status_json(progress, cli::status_entries(progress, walkthrough, {}));
+        CHECK(json["total_events"] == 20);
+        const auto& demo = json["projections"][0];
+        CHECK(demo["name"] == "demo");
+        CHECK(demo["checkpoint"] == 5);
+        CHECK(demo["behind"] == 15);
+        CHECK(demo["status"] == "behind");
+        CHECK(demo["percent_complete"] == doctest::Approx(25.0));
+        CHECK(demo["error"].is_null());
+    }
+}
