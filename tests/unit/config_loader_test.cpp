@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+
 using namespace std::chrono_literals;
 using projectiond::config::ConfigError;
 using projectiond::config::OnError;
@@ -191,5 +193,15 @@ projections:
         CHECK(a.projections[0].same_work(b.projections[0]));
         b.projections[0].settings.batch_size = 5;
         CHECK_FALSE(a.projections[0].same_work(b.projections[0]));
+    }
+}
+
+TEST_SUITE("shipped configurations") {
+    TEST_CASE("the commented example and the walkthrough configuration are valid") {
+        const char* root = std::getenv("PROJECTIOND_SOURCE_ROOT");
+        REQUIRE(root != nullptr);
+        for (const char* name : {"/config/projectiond.yaml", "/config/walkthrough.yaml"}) {
+            CHECK_NOTHROW(projectiond::config::load_config_file(std::string(root) + name));
+        }
     }
 }
