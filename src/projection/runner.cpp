@@ -142,20 +142,27 @@ void Runner::session() {
     set_state(RunnerState::waiting_for_database);
     store::Connection conn = store::Connection::open(settings_.connect);
     configure_session(conn);
+    const auto refuse_partition_change = [&](int stored_count) {
+        fail(conn,
+             fmt::format("the checkpoints of '{}' were written for {} partitions but the configuration now asks "
+                         "for {}; aggregates would change partition mid-stream. Rebuild the read model: clear "
+                         "its tables and run `projectiond reset {}`",
+                         projection_.name, stored_count, projection_.partitions, projection_.name),
+             std::nullopt);
+    };
     store::Checkpoint checkpoint =
         store::ensure_checkpoint(conn, projection_.name, partition_, projection_.partitions);
+    if (!checkpoint.stored) {
+        refuse_partition_change(checkpoint.partition_count);
+        return;
+    }
     if (!take_ownership(conn, checkpoint)) {
         return;
     }
     // Read again under the lock: the previous owner may have moved it.
     checkpoint = store::load_checkpoint(conn, projection_.name, partition_);
     if (checkpoint.partition_count != projection_.partitions) {
-        fail(conn,
-             fmt::format("the checkpoints of '{}' were written for {} partitions but the configuration now asks "
-                         "for {}; aggregates would change partition mid-stream. Rebuild the read model: clear "
-                         "its tables and run `projectiond reset {}`",
-                         projection_.name, checkpoint.partition_count, projection_.partitions, projection_.name),
-             std::nullopt);
+        refuse_partition_change(checkpoint.partition_count);
         return;
     }
     if (checkpoint.failed) {

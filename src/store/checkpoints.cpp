@@ -27,6 +27,7 @@ Checkpoint checkpoint_from(const Result& result) {
     checkpoint.lock_key = static_cast<int>(result.int64(0, 5));
     checkpoint.failed = result.text(0, 6) == "failed";
     checkpoint.last_error = result.optional_text(0, 7);
+    checkpoint.stored = true;
     return checkpoint;
 }
 
@@ -42,11 +43,34 @@ std::uint64_t parse_transaction_id(std::string_view text) {
 }
 
 Checkpoint ensure_checkpoint(Connection& conn, const std::string& projection, int partition, int partitions) {
-    conn.exec(R"sql(
+    conn.exec("BEGIN");
+    try {
+        // One projection's rows are created under one lock, so two daemons
+        // with different partition counts cannot both create theirs.
+        conn.exec("SELECT pg_advisory_xact_lock($1::integer, hashtext($2))",
+                  {std::to_string(projection_creation_lock_namespace), projection});
+        const Result counts = conn.exec(
+            "SELECT min(partition_count), max(partition_count) FROM projection_checkpoints WHERE projection_name = $1",
+            {projection});
+        if (!counts.is_null(0, 0) && (counts.int64(0, 0) != partitions || counts.int64(0, 1) != partitions)) {
+            conn.exec("ROLLBACK");
+            Checkpoint mismatch;
+            mismatch.partition_count =
+                static_cast<int>(counts.int64(0, 0) != partitions ? counts.int64(0, 0) : counts.int64(0, 1));
+            return mismatch;
+        }
+        conn.exec(R"sql(
 INSERT INTO projection_checkpoints (projection_name, partition_index, partition_count)
 VALUES ($1, $2::integer, $3::integer)
 ON CONFLICT (projection_name, partition_index) DO NOTHING)sql",
-              {projection, std::to_string(partition), std::to_string(partitions)});
+                  {projection, std::to_string(partition), std::to_string(partitions)});
+        conn.exec("COMMIT");
+    } catch (...) {
+        if (conn.healthy()) {
+            conn.exec("ROLLBACK");
+        }
+        throw;
+    }
     return load_checkpoint(conn, projection, partition);
 }
 

@@ -25,6 +25,7 @@ struct Cursor {
 std::uint64_t parse_transaction_id(std::string_view text);
 
 struct Checkpoint {
+    bool stored = false; // false: not created, because the projection's partition count differs
     Cursor cursor;
     std::int64_t last_global_position = 0;
     std::int64_t events_processed = 0;
@@ -34,7 +35,9 @@ struct Checkpoint {
     std::optional<std::string> last_error;
 };
 
-// Creates the row when missing; returns it.
+// Creates the row when missing and returns it, unless the projection's stored
+// rows were written for another partition count: then nothing is created and
+// the result has stored == false and that count in partition_count.
 Checkpoint ensure_checkpoint(Connection& conn, const std::string& projection, int partition, int partitions);
 Checkpoint load_checkpoint(Connection& conn, const std::string& projection, int partition);
 

@@ -38,5 +38,8 @@ inline constexpr int advisory_lock_namespace = 0x706a6400; // "pjd\0"
 // Second keys: checkpoint rows use their lock_key (> 0); these are reserved.
 inline constexpr int migration_lock_key = 0;
 inline constexpr int setup_lock_key = -1;
+// First key of the transaction locks that serialise creating one projection's
+// checkpoint rows (second key: hashtext of its name).
+inline constexpr int projection_creation_lock_namespace = advisory_lock_namespace + 1;
 
 } // namespace projectiond::store

@@ -521,7 +521,11 @@ projections:
         daemon.restart();
         REQUIRE(daemon.wait_for_log("were written for 1 partitions but the configuration now asks for 2"));
         CHECK(contains(daemon.log(), "projectiond reset counter"));
+        append(db, 10);
+        CHECK(daemon.wait_for_log("[counter/1] projection stopped"));
         CHECK(daemon.stop(SIGTERM) == 0);
         CHECK(db.number("SELECT n FROM stats") == 10);
+        CHECK(db.number("SELECT count(*) FROM projection_checkpoints") == 1);
+        CHECK(db.scalar("SELECT state FROM projection_checkpoints") == "failed");
     }
 }
