@@ -113,7 +113,10 @@ DECLARE
     passed_max bigint;
     result     bigint;
 BEGIN
-    SELECT max(e.global_position) INTO passed_max
+    -- "+ 0" keeps the planner from answering max() by walking the primary key
+    -- backwards (through every newer event); the range scan on
+    -- events_transaction_order reads just the batch's entries.
+    SELECT max(e.global_position + 0) INTO passed_max
       FROM events e
      WHERE (e.transaction_id, e.global_position) > (p_old_xid, p_old_position)
        AND (e.transaction_id, e.global_position) <= (p_new_xid, p_new_position);

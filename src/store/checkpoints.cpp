@@ -180,7 +180,7 @@ INSERT INTO projection_checkpoints AS c
        (projection_name, partition_index, partition_count, cursor_transaction_id, cursor_global_position,
         last_global_position)
 VALUES ($1, $2::integer, $3::integer, $4::xid8, $5::bigint,
-        (SELECT coalesce(max(global_position), 0) FROM events
+        (SELECT coalesce(max(global_position + 0), 0) FROM events
           WHERE (transaction_id, global_position) <= ($4::xid8, $5::bigint)))
 ON CONFLICT (projection_name, partition_index) DO UPDATE
    SET partition_count = EXCLUDED.partition_count,

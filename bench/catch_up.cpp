@@ -1,0 +1,237 @@
+// Catch-up throughput and append-to-applied latency of projection runners,
+// against PostgreSQL doing the same work set-based, in the same run.
+//
+//   bench/run [EVENTS]      (default 200000; starts its own throwaway PostgreSQL)
+//
+// Prints figures and ratios; it asserts nothing.
+#include "config/loader.hpp"
+#include "daemon/projection_setup.hpp"
+#include "projection/runner.hpp"
+#include "store/connect.hpp"
+#include "store/demo_events.hpp"
+#include "store/migrations.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+using namespace projectiond;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+long peak_rss_kib() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("VmHWM:", 0) == 0) {
+            return std::stol(line.substr(6));
+        }
+    }
+    return 0;
+}
+
+long current_rss_kib() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) {
+            return std::stol(line.substr(6));
+        }
+    }
+    return 0;
+}
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+struct Bench {
+    std::string dbname;
+    store::ConnectOptions connect;
+
+    store::Connection open() const { return store::Connection::open(connect); }
+
+    // Runs one projection's partitions in-process until every checkpoint
+    // reaches the end; returns seconds.
+    double catch_up(const std::string& yaml, long long target) const {
+        const auto config = config::parse_config(yaml, "bench.yaml");
+        const auto& projection = config.projections.front();
+        {
+            store::Connection setup = open();
+            daemon::run_setup(setup, {&projection});
+        }
+        projection::RunnerSettings settings{connect, config.database, "bench"};
+        const auto start = Clock::now();
+        std::vector<std::unique_ptr<projection::Runner>> runners;
+        for (int partition = 0; partition < projection.partitions; ++partition) {
+            runners.push_back(std::make_unique<projection::Runner>(projection, partition, settings));
+            runners.back()->start();
+        }
+        for (const auto& runner : runners) {
+            while (runner->health().snapshot().last_global_position < target) {
+                if (runner->health().snapshot().state == projection::RunnerState::failed) {
+                    throw std::runtime_error("projection failed: " + runner->health().snapshot().error.value_or(""));
+                }
+                std::this_thread::sleep_for(200us);
+            }
+        }
+        const double elapsed = seconds_since(start);
+        for (const auto& runner : runners) {
+            runner->request(projection::StopLevel::drain);
+            runner->join();
+        }
+        return elapsed;
+    }
+};
+
+const char* const upsert_yaml = R"(defaults:
+  batch_size: 1000
+projections:
+  - name: {name}
+    partitions: {partitions}
+    setup: CREATE TABLE IF NOT EXISTS {table} (id text PRIMARY KEY, email text, name text)
+    handlers:
+      UserCreated: |
+        INSERT INTO {table} (id, email, name) VALUES (:aggregate_id, :payload.email, :payload.name)
+        ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name
+)";
+
+std::string upsert_config(const std::string& name, const std::string& table, int partitions = 1) {
+    return fmt::format(fmt::runtime(upsert_yaml), fmt::arg("name", name), fmt::arg("table", table),
+                       fmt::arg("partitions", partitions));
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const long long events = argc > 1 ? std::stoll(argv[1]) : 200000;
+    spdlog::set_level(spdlog::level::warn);
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    Bench bench;
+    bench.dbname = fmt::format("bench_{}", ::getpid());
+    {
+        store::ConnectOptions admin;
+        admin.conninfo = "dbname=postgres";
+        store::Connection conn = store::Connection::open(admin);
+        conn.exec("CREATE DATABASE " + bench.dbname);
+    }
+    bench.connect.conninfo = "dbname=" + bench.dbname;
+    store::Connection conn = bench.open();
+    store::migrate(conn, [](const store::Migration&) {});
+
+    fmt::print("projectiond catch-up benchmark: {} events, PostgreSQL {} on a unix socket, {} cores\n", events,
+               conn.exec("SHOW server_version").text(0, 0), std::thread::hardware_concurrency());
+    auto start = Clock::now();
+    store::append_demo_events(conn, events, "User", "Identity");
+    conn.exec("VACUUM ANALYZE events");
+    const long long max_position = conn.exec("SELECT max(global_position) FROM events").int64(0, 0);
+    fmt::print("  appended in {:.2f} s\n\n", seconds_since(start));
+
+    // Baseline: PostgreSQL doing the same upserts as one set-based statement.
+    conn.exec("CREATE TABLE users_baseline (id text PRIMARY KEY, email text, name text)");
+    start = Clock::now();
+    conn.exec("INSERT INTO users_baseline (id, email, name) "
+              "SELECT aggregate_id, payload->>'email', payload->>'name' FROM events ORDER BY global_position "
+              "ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name");
+    const double baseline = seconds_since(start);
+
+    const long rss_before = current_rss_kib();
+    const double upsert = bench.catch_up(upsert_config("upsert", "users_projected"), max_position);
+    const long long projected = conn.exec("SELECT count(*) FROM users_projected").int64(0, 0);
+    const long rss_after_upsert = peak_rss_kib();
+
+    const double upsert_split = bench.catch_up(upsert_config("upsert_split", "users_split", 2), max_position);
+    const long long projected_split = conn.exec("SELECT count(*) FROM users_split").int64(0, 0);
+
+    const double noop = bench.catch_up(R"(defaults:
+  batch_size: 1000
+projections:
+  - name: noop
+    log: true
+)",
+                                       max_position);
+    const double select_one = bench.catch_up(R"(defaults:
+  batch_size: 1000
+projections:
+  - name: select_one
+    handlers:
+      "*": SELECT 1
+)",
+                                             max_position);
+
+    const auto row = [&](const char* what, double seconds) {
+        fmt::print("  {:<52} {:>7.2f} s {:>10.0f} events/s {:>6.2f}x baseline\n", what, seconds,
+                   static_cast<double>(events) / seconds, seconds / baseline);
+    };
+    fmt::print("catch-up (batch_size 1000, one partition):\n");
+    row("baseline: one INSERT ... SELECT ... ON CONFLICT", baseline);
+    row("projectiond: upsert handler", upsert);
+    row("projectiond: upsert handler, partitions: 2", upsert_split);
+    row("projectiond: no-op (log: true, lines filtered out)", noop);
+    row("projectiond: `SELECT 1` handler", select_one);
+    fmt::print("  rows projected: {} and {} (partitioned) of {}\n", projected, projected_split, events);
+    fmt::print("  process RSS: {} KiB before, peak {} KiB after the upsert run\n\n", rss_before, rss_after_upsert);
+
+    // Append-to-applied latency with a 10 s poll interval: only the
+    // notification can make it fast.
+    {
+        const auto config = config::parse_config(R"(defaults:
+  poll_interval: 10s
+projections:
+  - name: latency
+    setup: CREATE TABLE IF NOT EXISTS latency_seen (position bigint PRIMARY KEY)
+    handlers:
+      "*": INSERT INTO latency_seen VALUES (:global_position)
+)",
+                                                 "latency.yaml");
+        {
+            store::Connection setup = bench.open();
+            setup.exec(config.projections.front().setup);
+            // Start this projection at the end of the store.
+            setup.exec("INSERT INTO projection_checkpoints (projection_name, cursor_transaction_id, "
+                       "cursor_global_position, last_global_position) SELECT 'latency', transaction_id, "
+                       "global_position, global_position FROM events ORDER BY transaction_id DESC, "
+                       "global_position DESC LIMIT 1");
+        }
+        projection::RunnerSettings settings{bench.connect, config.database, "bench"};
+        projection::Runner runner(config.projections.front(), 0, settings);
+        runner.start();
+        while (runner.health().snapshot().state != projection::RunnerState::caught_up) {
+            std::this_thread::sleep_for(1ms);
+        }
+        std::vector<double> latencies;
+        store::Connection appender = bench.open();
+        for (int i = 0; i < 200; ++i) {
+            const auto sent = Clock::now();
+            const auto range = store::append_demo_events(appender, 1, "User", "Identity");
+            while (runner.health().snapshot().last_global_position < range.last_position) {
+                std::this_thread::sleep_for(100us);
+            }
+            latencies.push_back(seconds_since(sent) * 1000.0);
+            std::this_thread::sleep_for(5ms);
+        }
+        runner.request(projection::StopLevel::drain);
+        runner.join();
+        std::sort(latencies.begin(), latencies.end());
+        fmt::print("append-to-applied latency, poll_interval 10s, 200 single-event appends:\n");
+        fmt::print("  p50 {:.2f} ms, p95 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms\n", latencies[100], latencies[190],
+                   latencies[198], latencies.back());
+    }
+
+    conn = store::Connection::open([] {
+        store::ConnectOptions admin;
+        admin.conninfo = "dbname=postgres";
+        return admin;
+    }());
+    conn.exec("DROP DATABASE " + bench.dbname + " WITH (FORCE)");
+    return 0;
+}
