@@ -54,6 +54,19 @@ void BatchApplier::prepare() {
 }
 
 BatchOutcome BatchApplier::apply(const BatchRequest& request) {
+    try {
+        return run(request);
+    } catch (const store::Interrupted&) {
+        // Aborted: the server holds the whole pipeline, COMMIT included, and
+        // would run it to the end. Cancel the statement running now, so the
+        // transaction fails and the rest of the pipeline is skipped; the
+        // connection is closed next.
+        conn_.request_cancel();
+        throw;
+    }
+}
+
+BatchOutcome BatchApplier::run(const BatchRequest& request) {
     const store::Result& rows = *request.rows;
     std::vector<int> slots;
     std::vector<const char*> values;

@@ -43,6 +43,8 @@ public:
     BatchOutcome apply(const BatchRequest& request);
 
 private:
+    BatchOutcome run(const BatchRequest& request);
+
     store::Connection& conn_;
     const ReadPlan& plan_;
     std::string projection_;

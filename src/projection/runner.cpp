@@ -98,8 +98,8 @@ void Runner::main() noexcept {
     }
     if (!failed_) {
         set_state(RunnerState::stopped);
+        spdlog::info("runner stopped");
     }
-    spdlog::debug("runner stopped");
     finished_ = true;
 }
 
@@ -112,6 +112,9 @@ void Runner::configure_session(store::Connection& conn) {
     // daemon to take over. Ignored on unix sockets.
     conn.exec("SELECT set_config('tcp_keepalives_idle', '5', false), set_config('tcp_keepalives_interval', "
               "'2', false), set_config('tcp_keepalives_count', '3', false)");
+    // And let a long statement notice within a second that this runner is gone
+    // (killed, or aborted by a second SIGTERM), so its batch rolls back then.
+    conn.exec("SELECT set_config('client_connection_check_interval', '1000', false)");
     conn.exec("LISTEN projectiond_events");
 }
 
