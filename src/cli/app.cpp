@@ -5,11 +5,13 @@
 #include "cli/exit_codes.hpp"
 #include "config/loader.hpp"
 #include "logging/setup.hpp"
+#include "store/connection.hpp"
 #include "store/database_error.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 
@@ -45,6 +47,25 @@ void print_error(const std::exception& error, int depth = 0) {
     } catch (const std::exception& cause) {
         print_error(cause, depth + 1);
     } catch (...) {
+    }
+}
+
+// Overwrites a password given with --database-url in the process's own
+// argument memory, so that ps and /proc/PID/cmdline do not show it.
+void hide_password_in_arguments(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        char* text = argv[i];
+        if (arg.starts_with("--database-url=")) {
+            text += 15;
+        } else if (arg != "--database-url" || i + 1 >= argc) {
+            continue;
+        } else {
+            text = argv[++i];
+        }
+        if (const auto span = store::password_span(text)) {
+            std::fill_n(text + span->first, span->second, '*');
+        }
     }
 }
 
@@ -116,6 +137,7 @@ int dispatch(int argc, char** argv) {
     }
     if (!database_url.empty()) {
         options.database_url = database_url;
+        hide_password_in_arguments(argc, argv);
     }
     logging::setup_logging(logging::parse_target(options.log_target), options.log_level);
 

@@ -33,7 +33,10 @@ struct ProcessingSettings {
 struct Handler {
     std::string event_type; // or "*" for any
     std::vector<RewrittenSql> statements;
-    bool operator==(const Handler&) const = default;
+    SourceMark mark;        // where its SQL is written; not part of equality
+    bool operator==(const Handler& other) const {
+        return event_type == other.event_type && statements == other.statements;
+    }
 };
 
 struct Projection {

@@ -413,6 +413,7 @@ private:
                 continue;
             }
             const YAML::Node& body = entry.second;
+            handler.mark = position(body.Mark());
             if (body.IsSequence()) {
                 for (const auto& statement : body) {
                     read_statements(statement, handler);

@@ -4,6 +4,7 @@
 #include "daemon/projection_setup.hpp"
 #include "daemon/signals.hpp"
 #include "daemon/supervisor.hpp"
+#include "projection/handler_check.hpp"
 #include "projection/backoff.hpp"
 #include "store/connect.hpp"
 #include "store/database_error.hpp"
@@ -105,7 +106,12 @@ private:
                     return exit_unavailable;
                 }
                 run_setup(conn, all_of(config_));
-                return -1;
+                const auto problems = projection::check_handlers(conn, config_, all_of(config_),
+                                                                 projection::SetupHandling::already_run);
+                for (const auto& problem : problems) {
+                    spdlog::error("{}", problem);
+                }
+                return problems.empty() ? -1 : exit_config;
             } catch (const store::Interrupted&) {
                 return exit_ok;
             } catch (const store::DatabaseError& error) {
@@ -238,6 +244,11 @@ private:
                 options.application_name = "projectiond setup";
                 store::Connection conn = store::Connection::open(options);
                 run_setup(conn, plan.start);
+                const auto problems =
+                    projection::check_handlers(conn, next, plan.start, projection::SetupHandling::already_run);
+                if (!problems.empty()) {
+                    throw config::ConfigError(fmt::format("{}", fmt::join(problems, "\n")));
+                }
             }
             for (const auto& name : plan.stop) {
                 supervisor_.retire(name);

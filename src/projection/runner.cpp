@@ -294,9 +294,8 @@ Runner::BatchEnd Runner::apply_batch(store::Connection& conn, BatchApplier& appl
             if (applied > 0) {
                 const auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
                 logging::ScopedPosition at(outcome.last_global_position);
-                spdlog::info("committed {} event{} (positions {} to {}), checkpoint at {}, {:.0f} events/s",
-                             applied, applied == 1 ? "" : "s", batch.text(0, col_global_position),
-                             batch.text(applied - 1, col_global_position), outcome.last_global_position,
+                spdlog::info("committed {} event{}, checkpoint at {}, {:.0f} events/s", applied,
+                             applied == 1 ? "" : "s", outcome.last_global_position,
                              seconds > 0 ? applied / seconds : 0.0);
                 log_events(batch, request.handle_count);
             } else {

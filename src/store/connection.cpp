@@ -71,6 +71,56 @@ std::string redact_conninfo(const std::string& conninfo) {
     return out;
 }
 
+std::optional<std::pair<std::size_t, std::size_t>> password_span(std::string_view conninfo) {
+    for (const std::string_view scheme : {"postgresql://", "postgres://"}) {
+        if (conninfo.starts_with(scheme)) {
+            const std::size_t start = scheme.size();
+            const std::size_t end_of_authority = conninfo.find_first_of("/?", start);
+            const std::string_view authority = conninfo.substr(start, end_of_authority - start);
+            const std::size_t at = authority.rfind('@');
+            if (at == std::string_view::npos) {
+                return std::nullopt;
+            }
+            const std::size_t colon = authority.substr(0, at).find(':');
+            if (colon == std::string_view::npos || colon + 1 == at) {
+                return std::nullopt;
+            }
+            return std::pair(start + colon + 1, at - colon - 1);
+        }
+    }
+    // key=value pairs: password=secret or password = 'se cret'
+    std::size_t pos = 0;
+    while ((pos = conninfo.find("password", pos)) != std::string_view::npos) {
+        const bool word_start = pos == 0 || conninfo[pos - 1] == ' ' || conninfo[pos - 1] == '\t';
+        std::size_t value = pos + 8;
+        while (value < conninfo.size() && conninfo[value] == ' ') {
+            ++value;
+        }
+        if (!word_start || value >= conninfo.size() || conninfo[value] != '=') {
+            pos += 8;
+            continue;
+        }
+        ++value;
+        while (value < conninfo.size() && conninfo[value] == ' ') {
+            ++value;
+        }
+        std::size_t end = value;
+        if (end < conninfo.size() && conninfo[end] == '\'') {
+            ++end;
+            while (end < conninfo.size() && conninfo[end] != '\'') {
+                end += conninfo[end] == '\\' ? 2 : 1;
+            }
+            end = std::min(end + 1, conninfo.size());
+        } else {
+            while (end < conninfo.size() && conninfo[end] != ' ') {
+                ++end;
+            }
+        }
+        return end > value ? std::optional(std::pair(value, end - value)) : std::nullopt;
+    }
+    return std::nullopt;
+}
+
 Connection Connection::open(const ConnectOptions& options) {
     const std::string timeout = std::to_string(
         std::max<long long>(1, std::chrono::duration_cast<std::chrono::seconds>(options.connect_timeout).count()));

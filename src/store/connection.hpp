@@ -95,4 +95,9 @@ private:
 // The libpq connection string with any password removed, for messages and logs.
 std::string redact_conninfo(const std::string& conninfo);
 
+// Where the password is written in a connection string, URI
+// (postgresql://user:PASSWORD@host) or key=value (password=PASSWORD), as
+// {offset, length} of the raw text; nullopt when there is none.
+std::optional<std::pair<std::size_t, std::size_t>> password_span(std::string_view conninfo);
+
 } // namespace projectiond::store

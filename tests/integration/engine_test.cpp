@@ -38,19 +38,16 @@ long long max_position(const TestDatabase& db) {
     return db.number("SELECT coalesce(max(global_position), 0) FROM events");
 }
 
-bool caught_up(const TestDatabase& db, const std::string& projection, std::chrono::milliseconds timeout = 60s) {
-    return wait_until(
-        [&] {
-            return db.number("SELECT count(*) FROM projection_checkpoints c WHERE projection_name = '" + projection +
-                             "' AND last_global_position = (SELECT coalesce(max(global_position), 0) FROM events) "
-                             "AND NOT EXISTS (SELECT 1 FROM events e WHERE (e.transaction_id, e.global_position) > "
-                             "(c.cursor_transaction_id, c.cursor_global_position))") ==
-                   db.number("SELECT count(*) FROM projection_checkpoints WHERE projection_name = '" + projection +
-                             "'") &&
-                   db.number("SELECT count(*) FROM projection_checkpoints WHERE projection_name = '" + projection +
-                             "'") > 0;
-        },
-        timeout, 50ms);
+// All `partitions` partitions of `projection` have passed every event (one snapshot).
+bool caught_up(const TestDatabase& db, const std::string& projection, std::chrono::milliseconds timeout = 60s,
+               int partitions = 1) {
+    const std::string sql = "SELECT count(*) = " + std::to_string(partitions) + R"sql( AND bool_and(
+           c.last_global_position = (SELECT coalesce(max(global_position), 0) FROM events)
+       AND NOT EXISTS (SELECT 1 FROM events e
+                        WHERE (e.transaction_id, e.global_position) > (c.cursor_transaction_id, c.cursor_global_position)))
+  FROM projection_checkpoints c
+ WHERE c.projection_name = ')sql" + projection + "'";
+    return wait_until([&] { return db.scalar(sql) == "t"; }, timeout, 50ms);
 }
 
 std::string read_source_file(const std::string& relative) {
@@ -97,6 +94,7 @@ TEST_SUITE("engine") {
         append(db, 20);
         const std::string yaml = read_source_file("config/walkthrough.yaml");
         DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(daemon.wait_ready());
         REQUIRE(wait_until([&] { return checkpoint(db, "reliable_checkpoint_projection") >= 5; }, 30s));
         CHECK(daemon.stop(SIGINT) == 0);
@@ -142,13 +140,19 @@ projections:
         - SELECT pg_sleep(0.005)
 )";
         DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(wait_until([&] { return checkpoint(db, "slow") >= 40; }, 30s));
+        // The next batch is in flight once its handlers run.
+        REQUIRE(wait_until([&] { return db.number("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                                  "'%pg_sleep%' AND state = 'active'") > 0; },
+                           10s, 1ms));
         CHECK(daemon.stop(SIGTERM) == 0);
         const std::string log = daemon.log();
         const auto signal_at = log.find("SIGTERM received");
         REQUIRE(signal_at != std::string::npos);
         CHECK_MESSAGE(log.find("committed 40 events", signal_at) != std::string::npos,
                       "the batch in flight at SIGTERM committed");
+        CHECK(checkpoint(db, "slow") >= 80);
         CHECK(contains(log, "all checkpoints saved"));
         const long long stopped_at = checkpoint(db, "slow");
         CHECK(stopped_at < max_position(db));
@@ -166,6 +170,7 @@ projections:
         TestDatabase db;
         append(db, 100000);
         DaemonProcess daemon(db, counter_config(1000));
+        INFO("log of daemon:\n" << daemon.log());
         long long last = 0;
         for (int kill = 1; kill <= 5; ++kill) {
             REQUIRE(wait_until([&] { return checkpoint(db, "counter") >= last + 10000; }, 60s));
@@ -194,6 +199,7 @@ projections:
       "*": INSERT INTO seen (position) VALUES (:global_position)
 )";
         DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(daemon.wait_ready());
 
         std::atomic<bool> failed{false};
@@ -263,6 +269,7 @@ projections:
       "*": INSERT INTO handled VALUES (:aggregate_id, :aggregate_version, nextval('handled_seq'))
 )";
         DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(daemon.wait_ready());
         std::atomic<int> serialization_failures{0};
         std::atomic<int> appended{0};
@@ -338,6 +345,7 @@ projections:
       "*": INSERT INTO picked VALUES (:global_position, :payload.name)
 )";
         DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "identity_users"));
         CHECK(daemon.stop(SIGTERM) == 0);
         CHECK(db.number("SELECT count(*) FROM picked") == 10);
@@ -372,7 +380,8 @@ projections:
         WHERE per_aggregate.last_version = EXCLUDED.last_version - 1
 )";
         DaemonProcess daemon(db, yaml);
-        REQUIRE(caught_up(db, "split"));
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(caught_up(db, "split", 60s, 3));
         CHECK(daemon.stop(SIGTERM) == 0);
         CHECK(db.number("SELECT count(*) FROM projection_checkpoints WHERE projection_name = 'split'") == 3);
         CHECK(db.number("SELECT min(events_processed) FROM projection_checkpoints") > 300);
@@ -388,8 +397,10 @@ projections:
         const std::string yaml =
             counter_config(200, "", "UPDATE stats SET n = n + 1 WHERE id = 1; SELECT pg_sleep(0.00002)");
         DaemonProcess first(db, yaml);
+        INFO("log of first:\n" << first.log());
         REQUIRE(wait_until([&] { return checkpoint(db, "counter") > 2000; }, 30s));
         DaemonProcess second(db, yaml);
+        INFO("log of second:\n" << second.log());
         REQUIRE(second.wait_for_log("standing by to take over"));
         CHECK(second.wait_ready());
         first.process().signal(SIGKILL);
@@ -413,6 +424,7 @@ projections:
       "*": INSERT INTO got VALUES (:global_position)
 )";
         DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(daemon.wait_for_log("Starting fresh"));
         REQUIRE(daemon.wait_ready());
         // The first read happens at start; from then on only a notification can wake it within the minute.
@@ -428,6 +440,7 @@ projections:
         TestDatabase db;
         append(db, 50);
         DaemonProcess daemon(db, counter_config(7));
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "counter"));
         CHECK(daemon.stop(SIGTERM) == 0);
         CHECK(db.number("SELECT (SELECT MAX(global_position) FROM events) - last_global_position AS lag FROM "
@@ -441,6 +454,7 @@ projections:
         TestDatabase db;
         append(db, 30);
         DaemonProcess daemon(db, counter_config(10));
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "counter"));
         const auto refused = run_command({projectiond_binary(), "-c", daemon.config().path(), "--database-url",
                                           db.conninfo(), "reset", "counter"});
@@ -468,6 +482,7 @@ projections:
       UserCreated: SELECT 1 / (CASE WHEN :payload.name = 'User 7' THEN 0 ELSE 1 END)
 )");
         DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "counter"));
         REQUIRE(wait_until([&] { return db.scalar("SELECT state FROM projection_checkpoints WHERE projection_name = "
                                                   "'fragile'") == "failed"; },
@@ -500,6 +515,7 @@ projections:
         - SELECT 1 / (CASE WHEN :payload.name = 'User 7' THEN 0 ELSE 1 END)
 )";
         DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "skipper"));
         CHECK(daemon.stop(SIGTERM) == 0);
         const long long poison = db.number("SELECT global_position FROM events WHERE payload->>'name' = 'User 7'");
@@ -517,6 +533,7 @@ projections:
         TestDatabase db;
         append(db, 10);
         DaemonProcess daemon(db, counter_config(5));
+        INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "counter"));
         CHECK(daemon.stop(SIGTERM) == 0);
         daemon.config().write(counter_config(5, "    partitions: 2\n"));
