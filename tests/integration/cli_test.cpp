@@ -110,6 +110,50 @@ TEST_SUITE("command line") {
         CHECK(cli({"-c", config.path(), "run"}).exit_code == 78);
     }
 
+    TEST_CASE("each kind of configuration mistake exits 78 with its file:line:column") {
+        const std::vector<std::pair<std::string, std::string>> mistakes = {
+            {"projections:\n  - name: [a\n", ":3:1: YAML syntax error"},
+            {"projections:\n  - name: a\n    log: true\n  - name: a\n    log: true\n",
+             ":4:11: duplicate projection name 'a' (first declared at line 2)"},
+            {"defaults:\n  poll_interval: soon\nprojections: [{name: a, log: true}]\n",
+             ":2:18: `poll_interval` must be a duration such as 500ms, 5s or 2m, not 'soon'"},
+            {"projections:\n  - name: a\n    partitions: two\n    log: true\n",
+             ":3:17: `partitions` must be a whole number from 1 to 1024, not 'two'"},
+            {"projections:\n  - name: a\n    handlers:\n      X: SELECT :payload_name\n",
+             ":4:17: in the handler for 'X': unknown parameter ':payload_name'"},
+        };
+        for (const auto& [yaml, expected] : mistakes) {
+            TempFile config(yaml);
+            const auto result = cli({"-c", config.path(), "check-config"});
+            CHECK_MESSAGE(result.exit_code == 78, yaml);
+            CHECK_MESSAGE(contains(result.err, config.path() + expected), result.err);
+        }
+    }
+
+    TEST_CASE("check-config prepares each handler against a reachable database and places the failures") {
+        TestDatabase db;
+        TempFile config(R"(projections:
+  - name: users
+    setup: CREATE TABLE IF NOT EXISTS users (id text PRIMARY KEY, name text)
+    handlers:
+      UserCreated: INSERT INTO users (id, name) VALUES (:aggregate_id, :payload.name)
+      UserRenamed: UPDATE users SET nam = :payload.name WHERE id = :aggregate_id
+      UserDeleted: DELETE FROM userz WHERE id = :aggregate_id
+)");
+        const auto result = against(db, {"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 78);
+        CHECK(contains(result.err, config.path() + ":6:20: the handler for 'UserRenamed' in projection 'users' "
+                                                   "does not compile: column \"nam\" of relation \"users\" does not exist"));
+        CHECK(contains(result.err, config.path() + ":7:20: the handler for 'UserDeleted'"));
+        CHECK(contains(result.err, "relation \"userz\" does not exist"));
+        CHECK(db.scalar("SELECT to_regclass('users')::text").empty()); // the setup was rolled back
+        TempFile good("projections:\n  - name: users\n    setup: CREATE TABLE IF NOT EXISTS users (id text)\n"
+                      "    handlers:\n      X: DELETE FROM users WHERE id = :aggregate_id\n");
+        const auto fine = against(db, {"-c", good.path(), "check-config"});
+        CHECK(fine.exit_code == 0);
+        CHECK(contains(fine.out, "every handler compiles against the database"));
+    }
+
     TEST_CASE("a missing configuration named explicitly exits 78 naming the file") {
         const auto result = cli({"-c", "/nonexistent/p.yaml", "status"});
         CHECK(result.exit_code == 78);

@@ -25,7 +25,7 @@ std::string fresh_name() {
     return fmt::format("t_{}_{}_{}", ::getpid(), counter++, random() % 100000);
 }
 
-void run_pg_ctl(const std::string& action) {
+void run_pg_ctl(const std::string& action, const std::string& mode = "") {
     const char* pgctl = std::getenv("PROJECTIOND_TEST_PGCTL");
     const char* pgdata = std::getenv("PROJECTIOND_TEST_PGDATA");
     const char* user = std::getenv("PROJECTIOND_TEST_PGUSER_OS");
@@ -36,7 +36,7 @@ void run_pg_ctl(const std::string& action) {
     const bool as_root = ::getuid() == 0;
     const std::string command =
         fmt::format("{}'{}' -D '{}' -l '{}' -w -t 60 {} {} >/dev/null", as_root ? fmt::format("runuser -u {} -- ", user) : "",
-                    pgctl, pgdata, log, action == "stop" ? "-m fast" : "", action);
+                    pgctl, pgdata, log, mode.empty() ? "" : "-m " + mode, action);
     if (std::system(command.c_str()) != 0) {
         throw std::runtime_error("pg_ctl " + action + " failed");
     }
@@ -45,8 +45,17 @@ void run_pg_ctl(const std::string& action) {
 
 bool cluster_available() { return std::getenv("PROJECTIOND_TEST_PGDATA") != nullptr; }
 
-void stop_cluster() { run_pg_ctl("stop"); }
+void stop_cluster(bool immediate) { run_pg_ctl("stop", immediate ? "immediate" : "fast"); }
 void start_cluster() { run_pg_ctl("start"); }
+void reload_cluster() { run_pg_ctl("reload"); }
+
+std::string cluster_data_directory() {
+    const char* pgdata = std::getenv("PROJECTIOND_TEST_PGDATA");
+    if (pgdata == nullptr) {
+        throw std::runtime_error("not running under scripts/with-postgres");
+    }
+    return pgdata;
+}
 
 TestDatabase::TestDatabase(bool migrated) : name_(fresh_name()) {
     store::Connection admin = connect_to("postgres");

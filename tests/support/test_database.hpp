@@ -31,8 +31,13 @@ private:
 // True when the test runs under scripts/with-postgres.
 bool cluster_available();
 
-// Stops / starts the throwaway cluster's server (for outage tests).
-void stop_cluster();
+// Stops / starts the throwaway cluster's server (for outage tests). An
+// immediate stop is a crash: no checkpoint, recovery at the next start.
+void stop_cluster(bool immediate = false);
 void start_cluster();
+// Re-reads pg_hba.conf and postgresql.conf.
+void reload_cluster();
+// The cluster's data directory (for pg_hba.conf).
+std::string cluster_data_directory();
 
 } // namespace projectiond::testing
