@@ -30,23 +30,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-long peak_rss_kib() {
+// A "Vm...:" figure of /proc/self/status, in KiB.
+long status_kib(const std::string& field) {
     std::ifstream status("/proc/self/status");
     std::string line;
     while (std::getline(status, line)) {
-        if (line.rfind("VmHWM:", 0) == 0) {
-            return std::stol(line.substr(6));
-        }
-    }
-    return 0;
-}
-
-long current_rss_kib() {
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    while (std::getline(status, line)) {
-        if (line.rfind("VmRSS:", 0) == 0) {
-            return std::stol(line.substr(6));
+        if (line.rfind(field + ":", 0) == 0) {
+            return std::stol(line.substr(field.size() + 1));
         }
     }
     return 0;
@@ -144,10 +134,10 @@ int main(int argc, char** argv) {
               "ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name");
     const double baseline = seconds_since(start);
 
-    const long rss_before = current_rss_kib();
+    const long rss_before = status_kib("VmRSS");
     const double upsert = bench.catch_up(upsert_config("upsert", "users_projected"), max_position);
     const long long projected = conn.exec("SELECT count(*) FROM users_projected").int64(0, 0);
-    const long rss_after_upsert = peak_rss_kib();
+    const long rss_after_upsert = status_kib("VmHWM");
 
     const double upsert_split = bench.catch_up(upsert_config("upsert_split", "users_split", 2), max_position);
     const long long projected_split = conn.exec("SELECT count(*) FROM users_split").int64(0, 0);

@@ -1,6 +1,7 @@
 // The command line as an operator meets it: outputs, errors and exit codes.
 #include "child_process.hpp"
 #include "daemon_process.hpp"
+#include "projection_state.hpp"
 #include "test_database.hpp"
 
 #include <doctest/doctest.h>
@@ -11,8 +12,6 @@
 using namespace projectiond::testing;
 
 namespace {
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
 CommandResult cli(std::vector<std::string> args, const std::map<std::string, std::string>& env = {}) {
     args.insert(args.begin(), projectiond_binary());
     return run_command(args, env);

@@ -2,6 +2,7 @@
 // the journal and the unit files.
 #include "child_process.hpp"
 #include "daemon_process.hpp"
+#include "projection_state.hpp"
 #include "notify_socket.hpp"
 #include "store/demo_events.hpp"
 #include "test_database.hpp"
@@ -25,18 +26,6 @@ using namespace projectiond::testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-void append(const TestDatabase& db, long long count) {
-    store::Connection conn = db.connect();
-    store::append_demo_events(conn, count, "User", "Identity");
-}
-
-long long checkpoint(const TestDatabase& db, const std::string& projection) {
-    return db.number("SELECT coalesce(min(last_global_position), 0) FROM projection_checkpoints "
-                     "WHERE projection_name = '" + projection + "'");
-}
 
 // Waits until no session of projectiond's runners is left on the server (a
 // killed or aborted runner's backend may finish its statement first).
@@ -163,9 +152,7 @@ projections:
         REQUIRE(notify.wait_for("READY=1", 30s));
         REQUIRE(wait_until([&] { return contains(daemon.log(), "Starting fresh"); }, 10s));
         // The first batch (10 events, 2.5 s) is now in flight.
-        REQUIRE(wait_until([&] { return db.number("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                                                  "'%pg_sleep%' AND state = 'active'") > 0; },
-                           10s, 10ms));
+        REQUIRE(statement_running(db, "pg_sleep"));
         daemon.process().signal(SIGTERM);
         REQUIRE(daemon.process().wait_for_exit(30s) == 0);
         CHECK(notify.matching("STOPPING=1").size() == 1);
@@ -179,9 +166,7 @@ projections:
         append(db, 10);
         DaemonProcess daemon(db, slow_config("1", 10));
         REQUIRE(daemon.wait_ready());
-        REQUIRE(wait_until([&] { return db.number("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                                                  "'%pg_sleep%' AND state = 'active'") > 0; },
-                           10s, 10ms));
+        REQUIRE(statement_running(db, "pg_sleep"));
         daemon.process().signal(SIGTERM);
         REQUIRE(daemon.wait_for_log("letting in-flight batches commit"));
         const auto second = std::chrono::steady_clock::now();
@@ -199,9 +184,7 @@ projections:
         append(db, 10);
         DaemonProcess daemon(db, slow_config("1", 10, "daemon:\n  shutdown_timeout: 1s\n"));
         REQUIRE(daemon.wait_ready());
-        REQUIRE(wait_until([&] { return db.number("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                                                  "'%pg_sleep%' AND state = 'active'") > 0; },
-                           10s, 10ms));
+        REQUIRE(statement_running(db, "pg_sleep"));
         const auto sent = std::chrono::steady_clock::now();
         daemon.process().signal(SIGTERM);
         REQUIRE(daemon.process().wait_for_exit(10s) == 0);

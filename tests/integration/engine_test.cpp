@@ -2,6 +2,7 @@
 // projection's event twice, resume exactly where it stopped.
 #include "child_process.hpp"
 #include "daemon_process.hpp"
+#include "projection_state.hpp"
 #include "store/database_error.hpp"
 #include "store/demo_events.hpp"
 #include "test_database.hpp"
@@ -27,29 +28,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-long long checkpoint(const TestDatabase& db, const std::string& projection) {
-    return db.number("SELECT coalesce(min(last_global_position), 0) FROM projection_checkpoints "
-                     "WHERE projection_name = '" + projection + "'");
-}
-
-long long max_position(const TestDatabase& db) {
-    return db.number("SELECT coalesce(max(global_position), 0) FROM events");
-}
-
-// All `partitions` partitions of `projection` have passed every event (one snapshot).
-bool caught_up(const TestDatabase& db, const std::string& projection, std::chrono::milliseconds timeout = 60s,
-               int partitions = 1) {
-    const std::string sql = "SELECT count(*) = " + std::to_string(partitions) + R"sql( AND bool_and(
-           c.last_global_position = (SELECT coalesce(max(global_position), 0) FROM events)
-       AND NOT EXISTS (SELECT 1 FROM events e
-                        WHERE (e.transaction_id, e.global_position) > (c.cursor_transaction_id, c.cursor_global_position)))
-  FROM projection_checkpoints c
- WHERE c.projection_name = ')sql" + projection + "'";
-    return wait_until([&] { return db.scalar(sql) == "t"; }, timeout, 50ms);
-}
-
 std::string read_source_file(const std::string& relative) {
     const char* root = std::getenv("PROJECTIOND_SOURCE_ROOT");
     REQUIRE(root != nullptr);
@@ -59,31 +37,8 @@ std::string read_source_file(const std::string& relative) {
     return text.str();
 }
 
-void append(const TestDatabase& db, long long count) {
-    store::Connection conn = db.connect();
-    store::append_demo_events(conn, count, "User", "Identity");
-}
-
 CommandResult status_of(const TestDatabase& db, const TempFile& config) {
     return run_command({projectiond_binary(), "-c", config.path(), "--database-url", db.conninfo(), "status"});
-}
-
-// A projection that counts events with a statement that is wrong if run twice.
-// `extra` is appended to the projection (more keys) or after it (more projections).
-std::string counter_config(int batch_size, const std::string& extra = "",
-                           const std::string& handler = "UPDATE stats SET n = n + 1 WHERE id = 1") {
-    return fmt::format(R"(defaults:
-  batch_size: {}
-  poll_interval: 1s
-projections:
-  - name: counter
-    setup: |
-      CREATE TABLE IF NOT EXISTS stats (id int PRIMARY KEY, n bigint NOT NULL);
-      INSERT INTO stats VALUES (1, 0) ON CONFLICT DO NOTHING
-    handlers:
-      "*": {}
-{})",
-                       batch_size, handler, extra);
 }
 
 } // namespace
@@ -143,9 +98,7 @@ projections:
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(wait_until([&] { return checkpoint(db, "slow") >= 40; }, 30s));
         // The next batch is in flight once its handlers run.
-        REQUIRE(wait_until([&] { return db.number("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                                                  "'%pg_sleep%' AND state = 'active'") > 0; },
-                           10s, 1ms));
+        REQUIRE(statement_running(db, "pg_sleep"));
         CHECK(daemon.stop(SIGTERM) == 0);
         const std::string log = daemon.log();
         const auto signal_at = log.find("SIGTERM received");

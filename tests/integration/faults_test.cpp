@@ -2,6 +2,7 @@
 // hostile, passwords must stay secret.
 #include "child_process.hpp"
 #include "daemon_process.hpp"
+#include "projection_state.hpp"
 #include "notify_socket.hpp"
 #include "store/demo_events.hpp"
 #include "test_database.hpp"
@@ -23,43 +24,6 @@ using namespace projectiond::testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-void append(const TestDatabase& db, long long count) {
-    store::Connection conn = db.connect();
-    store::append_demo_events(conn, count, "User", "Identity");
-}
-
-long long checkpoint(const TestDatabase& db, const std::string& projection) {
-    return db.number("SELECT coalesce(min(last_global_position), 0) FROM projection_checkpoints "
-                     "WHERE projection_name = '" + projection + "'");
-}
-
-bool caught_up(const TestDatabase& db, const std::string& projection, std::chrono::milliseconds timeout = 60s) {
-    const std::string sql = R"sql(
-SELECT count(*) > 0 AND bool_and(
-           c.last_global_position = (SELECT coalesce(max(global_position), 0) FROM events)
-       AND NOT EXISTS (SELECT 1 FROM events e
-                        WHERE (e.transaction_id, e.global_position) > (c.cursor_transaction_id, c.cursor_global_position)))
-  FROM projection_checkpoints c
- WHERE c.projection_name = ')sql" + projection + "'";
-    return wait_until([&] { return db.scalar(sql) == "t"; }, timeout, 50ms);
-}
-
-std::string counter_config(int batch_size, const std::string& handler_suffix = "") {
-    return fmt::format(R"(defaults:
-  batch_size: {}
-projections:
-  - name: counter
-    setup: |
-      CREATE TABLE IF NOT EXISTS stats (id int PRIMARY KEY, n bigint NOT NULL);
-      INSERT INTO stats VALUES (1, 0) ON CONFLICT DO NOTHING
-    handlers:
-      "*": UPDATE stats SET n = n + 1 WHERE id = 1{}
-)",
-                       batch_size, handler_suffix);
-}
 
 // A role that must log in with a password, over the cluster's unix socket.
 const std::string secret_role = "secretive";
@@ -85,7 +49,7 @@ TEST_SUITE("faults") {
         TestDatabase db;
         append(db, 40000);
         NotifySocket notify;
-        DaemonProcess daemon(db, counter_config(250, "; SELECT pg_sleep(0.00005)"), {{"NOTIFY_SOCKET", notify.path()}});
+        DaemonProcess daemon(db, counter_config(250, "", "UPDATE stats SET n = n + 1 WHERE id = 1; SELECT pg_sleep(0.00005)"), {{"NOTIFY_SOCKET", notify.path()}});
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(wait_until([&] { return checkpoint(db, "counter") > 5000; }, 60s));
 
