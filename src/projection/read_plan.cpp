@@ -94,7 +94,7 @@ int ReadPlan::column_for(const std::string& parameter) {
             start = dot + 1;
         }
         filter_arguments_.emplace_back(text_array_literal(segments));
-        expression = fmt::format("b.{} #>> ${}::text[]", base, filter_arguments_.size() + 3);
+        expression = fmt::format("b.{} #>> ${}::text[]", base, filter_arguments_.size() + 4);
     }
     select_list_.push_back(expression);
     fetched_.push_back(parameter);
@@ -106,7 +106,7 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
     const auto add_filter = [&](const std::vector<std::string>& values, std::string_view column) {
         if (!values.empty()) {
             filter_arguments_.emplace_back(text_array_literal(values));
-            conditions.push_back(fmt::format("e.{} = ANY (${}::text[])", column, filter_arguments_.size() + 3));
+            conditions.push_back(fmt::format("e.{} = ANY (${}::text[])", column, filter_arguments_.size() + 4));
         }
     };
     add_filter(projection.aggregate_types, "aggregate_type");
@@ -122,7 +122,7 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
         filter_arguments_.emplace_back(std::to_string(projection.partitions));
         filter_arguments_.emplace_back(std::to_string(partition));
         conditions.push_back(fmt::format("projectiond_partition_of(e.aggregate_id, ${}::integer) = ${}::integer",
-                                         filter_arguments_.size() + 2, filter_arguments_.size() + 3));
+                                         filter_arguments_.size() + 3, filter_arguments_.size() + 4));
     }
 
     int statement_number = 0;
@@ -139,7 +139,7 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
     }
     if (projection.log) {
         filter_arguments_.emplace_back(text_array_literal({"name"}));
-        select_list_.push_back(fmt::format("b.payload #>> ${}::text[]", filter_arguments_.size() + 3));
+        select_list_.push_back(fmt::format("b.payload #>> ${}::text[]", filter_arguments_.size() + 4));
         fetched_.emplace_back();
         log_name_column_ = col_first_parameter + static_cast<int>(fetched_.size()) - 1;
     }
@@ -156,28 +156,50 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
     // taken: every transaction below it has committed or aborted, so no event
     // below it can appear later. Reading in (transaction_id, global_position)
     // order below the horizon therefore never skips one (docs/gap-safety.md).
+    //
+    // A filtered read looks at a window of at most $4 settled events after the
+    // cursor (its end found by an index-only scan); when fewer than a batch
+    // match, the cursor moves to the window's end. Unfiltered reads need no
+    // window: the batch itself is the first events after the cursor (they
+    // still name $4, so that every read takes the same parameters).
+    const bool filtered = !conditions.empty();
+    const std::string window = filtered ? R"sql(
+      LEFT JOIN LATERAL (
+           SELECT w.transaction_id, w.global_position FROM events w
+            WHERE (w.transaction_id, w.global_position) > ($1::xid8, $2::bigint)
+              AND w.transaction_id < h.horizon
+            ORDER BY w.transaction_id, w.global_position
+           OFFSET $4::bigint - 1
+            LIMIT 1) r ON true)sql"
+                                        : "";
+    const std::string reach = filtered ? "coalesce(r.transaction_id, s.transaction_id) AS reach_xid,\n"
+                                         "           coalesce(r.global_position, s.global_position) AS reach_position,"
+                                       : "s.transaction_id AS reach_xid, s.global_position AS reach_position,";
+    const std::string window_bound =
+        filtered ? "\n           AND (e.transaction_id, e.global_position) <= (s.reach_xid, s.reach_position)" : "";
     read_sql_ = fmt::format(R"sql(WITH snapshot AS MATERIALIZED (
-    SELECT h.horizon,
+    SELECT h.horizon, $4::bigint AS window_size,
            EXISTS (SELECT 1 FROM events p WHERE p.transaction_id >= h.horizon) AS pending,
            s.transaction_id AS settled_xid, s.global_position AS settled_position,
+           {}
            (SELECT max(m.global_position) FROM events m) AS max_position
       FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
       LEFT JOIN LATERAL (
            SELECT l.transaction_id, l.global_position FROM events l
             WHERE l.transaction_id < h.horizon
             ORDER BY l.transaction_id DESC, l.global_position DESC
-            LIMIT 1) s ON true)
-SELECT s.horizon::text, s.pending, s.settled_xid::text, s.settled_position, s.max_position,
-       b.transaction_id::text, b.global_position, b.event_type, b.aggregate_id{}
+            LIMIT 1) s ON true{})
+SELECT s.horizon::text, s.pending, s.settled_xid::text, s.settled_position, s.reach_xid::text, s.reach_position,
+       s.max_position, b.transaction_id::text, b.global_position, b.event_type, b.aggregate_id{}
   FROM snapshot s
   LEFT JOIN LATERAL (
         SELECT e.* FROM events e
          WHERE (e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)
-           AND e.transaction_id < s.horizon{}
+           AND e.transaction_id < s.horizon{}{}
          ORDER BY e.transaction_id, e.global_position
          LIMIT $3) b ON true
  ORDER BY b.transaction_id, b.global_position)sql",
-                            extra, filters);
+                            reach, window, extra, window_bound, filters);
 }
 
 const PlannedHandler* ReadPlan::handler_for(std::string_view event_type) const noexcept {

@@ -7,6 +7,7 @@
 #include "config/config.hpp"
 #include "store/connection.hpp"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -19,12 +20,14 @@ enum ReadColumn : int {
     col_pending = 1,          // committed events exist at or above the horizon (wait a little, not a poll)
     col_settled_xid = 2,      // the last settled event in reading order (below the horizon)
     col_settled_position = 3,
-    col_max_position = 4,     // max(global_position) visible, for lag estimates
-    col_transaction_id = 5,   // the event's appending transaction
-    col_global_position = 6,
-    col_event_type = 7,
-    col_aggregate_id = 8,
-    col_first_parameter = 9,  // further columns: the fields the handlers name
+    col_reach_xid = 4,        // the end of this read's window: a short batch moves the cursor here
+    col_reach_position = 5,
+    col_max_position = 6,     // max(global_position) visible, for lag estimates
+    col_transaction_id = 7,   // the event's appending transaction
+    col_global_position = 8,
+    col_event_type = 9,
+    col_aggregate_id = 10,
+    col_first_parameter = 11, // further columns: the fields the handlers name
 };
 
 struct PlannedStatement {
@@ -43,8 +46,12 @@ public:
     ReadPlan(const config::Projection& projection, int partition);
 
     // Parameters: $1 cursor transaction id, $2 cursor position, $3 batch size,
-    // then the values of filter_arguments().
+    // $4 window size (events a filtered read may pass over), then the values
+    // of filter_arguments().
     const std::string& read_sql() const noexcept { return read_sql_; }
+    // How many settled events one read of a filtered projection looks at, at
+    // most: a selective filter must not turn one read into a scan of the store.
+    static int window_size(int batch_size) noexcept { return std::max(5 * batch_size, 5000); }
     const store::Params& filter_arguments() const noexcept { return filter_arguments_; }
 
     const std::vector<PlannedHandler>& handlers() const noexcept { return handlers_; }

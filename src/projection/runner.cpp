@@ -190,7 +190,8 @@ void Runner::session() {
     });
 
     const auto batch_size = std::to_string(projection_.settings.batch_size);
-    store::Params read_params{std::string(), std::string(), batch_size};
+    store::Params read_params{std::string(), std::string(), batch_size,
+                              std::to_string(ReadPlan::window_size(projection_.settings.batch_size))};
     read_params.insert(read_params.end(), plan_.filter_arguments().begin(), plan_.filter_arguments().end());
     Backoff pending_wait(5ms, 500ms);
     auto last_touch = Clock::now();
@@ -206,12 +207,16 @@ void Runner::session() {
         const store::Result batch = conn.exec_prepared("read", read_params);
         const bool pending = batch.boolean(0, col_pending);
         const int rows = batch.is_null(0, col_transaction_id) ? 0 : batch.rows();
-        // The last settled event in reading order; {0, 0} (before everything) when none.
-        store::Cursor settled;
-        if (!batch.is_null(0, col_settled_xid)) {
-            settled = {store::parse_transaction_id(batch.text(0, col_settled_xid)),
-                       batch.int64(0, col_settled_position)};
-        }
+        // The last settled event in reading order, and the end of this read's
+        // window; {0, 0} (before everything) when there is none.
+        const auto cursor_at = [&](int xid_column, int position_column) {
+            return batch.is_null(0, xid_column)
+                       ? store::Cursor{}
+                       : store::Cursor{store::parse_transaction_id(batch.text(0, xid_column)),
+                                       batch.int64(0, position_column)};
+        };
+        const store::Cursor settled = cursor_at(col_settled_xid, col_settled_position);
+        const store::Cursor reach = cursor_at(col_reach_xid, col_reach_position);
         const std::int64_t max_position = batch.is_null(0, col_max_position) ? 0 : batch.int64(0, col_max_position);
         health_.update([&](RunnerSnapshot& s) { s.max_global_position = max_position; });
         if (control_.at_least(StopLevel::drain)) {
@@ -219,11 +224,11 @@ void Runner::session() {
         }
 
         const bool full = rows == projection_.settings.batch_size;
-        // A short batch has seen everything settled: the cursor may pass the
-        // events the filters left out, up to the last settled one.
+        // A short batch has seen every event of its window: the cursor may pass
+        // the events the filters left out, up to the window's end.
         store::Cursor to = rows > 0 ? cursor_of(batch, rows - 1) : progress.cursor;
-        if (!full && settled > to) {
-            to = settled;
+        if (!full && reach > to) {
+            to = reach;
         }
         if (rows > 0 || to > progress.cursor) {
             idle_logged = false;
@@ -236,7 +241,7 @@ void Runner::session() {
                 return;
             }
             last_touch = Clock::now();
-            if (full || progress.cursor < to) {
+            if (full || progress.cursor < to || progress.cursor < settled) {
                 continue; // more to read now
             }
         }

@@ -32,8 +32,8 @@ TEST_SUITE("read plan") {
     log: true
 )"),
                             0);
-        CHECK(contains(plan.read_sql(), "e.aggregate_type = ANY ($4::text[])"));
-        CHECK(contains(plan.read_sql(), "e.bounded_context = ANY ($5::text[])"));
+        CHECK(contains(plan.read_sql(), "e.aggregate_type = ANY ($5::text[])"));
+        CHECK(contains(plan.read_sql(), "e.bounded_context = ANY ($6::text[])"));
         CHECK_FALSE(contains(plan.read_sql(), "Odd"));
         REQUIRE(plan.filter_arguments().size() >= 2);
         CHECK(*plan.filter_arguments()[0] == R"({"User","Odd'Type"})");
@@ -48,8 +48,18 @@ TEST_SUITE("read plan") {
       UserRenamed: SELECT :event_id
 )"),
                             0);
-        CHECK(contains(plan.read_sql(), "e.event_type = ANY ($4::text[])"));
+        CHECK(contains(plan.read_sql(), "e.event_type = ANY ($5::text[])"));
         CHECK(*plan.filter_arguments()[0] == R"({"UserCreated","UserRenamed"})");
+    }
+
+    TEST_CASE("a filtered read looks at a bounded window of events; an unfiltered one needs none") {
+        const ReadPlan filtered(projection_from("projections:\n  - name: a\n    handlers:\n      X: SELECT 1\n"), 0);
+        CHECK(contains(filtered.read_sql(), "OFFSET $4::bigint - 1"));
+        CHECK(contains(filtered.read_sql(), "(e.transaction_id, e.global_position) <= (s.reach_xid, s.reach_position)"));
+        const ReadPlan everything(projection_from("projections:\n  - name: a\n    log: true\n"), 0);
+        CHECK_FALSE(contains(everything.read_sql(), "OFFSET"));
+        CHECK(ReadPlan::window_size(100) == 5000);
+        CHECK(ReadPlan::window_size(5000) == 25000);
     }
 
     TEST_CASE("a catch-all handler reads every event type") {
@@ -68,7 +78,7 @@ TEST_SUITE("read plan") {
 
     TEST_CASE("partitions are selected in SQL by a stable hash") {
         const ReadPlan plan(projection_from("projections:\n  - name: a\n    log: true\n    partitions: 4\n"), 2);
-        CHECK(contains(plan.read_sql(), "projectiond_partition_of(e.aggregate_id, $4::integer) = $5::integer"));
+        CHECK(contains(plan.read_sql(), "projectiond_partition_of(e.aggregate_id, $5::integer) = $6::integer"));
         CHECK(*plan.filter_arguments()[0] == "4");
         CHECK(*plan.filter_arguments()[1] == "2");
     }
@@ -87,7 +97,7 @@ TEST_SUITE("read plan") {
         CHECK(statement.columns[1] == col_first_parameter);
         CHECK(statement.columns[2] == col_global_position);
         CHECK(statement.columns[3] == col_first_parameter + 1);
-        CHECK(contains(plan.read_sql(), "b.payload #>> $5::text[]"));
+        CHECK(contains(plan.read_sql(), "b.payload #>> $6::text[]"));
         CHECK(contains(plan.read_sql(), "b.created_at"));
         CHECK(*plan.filter_arguments().back() == R"({"customer","email"})");
     }
