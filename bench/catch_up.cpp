@@ -42,7 +42,9 @@ long status_kib(const std::string& field) {
     return 0;
 }
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 struct Bench {
     std::string dbname;

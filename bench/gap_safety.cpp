@@ -118,9 +118,8 @@ projections:
     const auto share = [&](long long seen) { return 100.0 * static_cast<double>(total - seen) / total; };
     fmt::print("gap safety: {} appenders x {} transactions, commit delayed 0-5 ms, {} events\n", appenders,
                transactions, total);
-    fmt::print("  reference reader (position > highest seen): saw {:>6}, lost {:>5} ({:.1f}%)\n",
-               naive_seen.size(), total - static_cast<long long>(naive_seen.size()),
-               share(static_cast<long long>(naive_seen.size())));
+    fmt::print("  reference reader (position > highest seen): saw {:>6}, lost {:>5} ({:.1f}%)\n", naive_seen.size(),
+               total - static_cast<long long>(naive_seen.size()), share(static_cast<long long>(naive_seen.size())));
     fmt::print("  projectiond runner:                         saw {:>6}, lost {:>5} ({:.1f}%)\n", runner_seen,
                total - runner_seen, share(runner_seen));
 

@@ -82,8 +82,8 @@ int dispatch(int argc, char** argv) {
     options.config_path_given = env_config != nullptr && *env_config != '\0';
     std::string config_flag;
     std::string database_url;
-    app.add_option("-c,--config", config_flag, "configuration file (default " PROJECTIOND_DEFAULT_CONFIG
-                                               ", or $PROJECTIOND_CONFIG)");
+    app.add_option("-c,--config", config_flag,
+                   "configuration file (default " PROJECTIOND_DEFAULT_CONFIG ", or $PROJECTIOND_CONFIG)");
     app.add_option("--database-url", database_url,
                    "libpq URI or conninfo; overrides database.url (the password is never logged)");
     app.add_option("--log-level", options.log_level, "trace, debug, info, warn or error (default info)")

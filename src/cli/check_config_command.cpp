@@ -24,8 +24,9 @@ int run_check_config(const GlobalOptions& options) {
     try {
         conn = store::Connection::open(connect_options);
     } catch (const store::DatabaseError& error) {
-        fmt::print(stderr, "projectiond: note: the database is not reachable ({}), so the handlers' SQL was not "
-                           "checked\n",
+        fmt::print(stderr,
+                   "projectiond: note: the database is not reachable ({}), so the handlers' SQL was not "
+                   "checked\n",
                    error.what());
     }
     if (conn) {
@@ -38,9 +39,9 @@ int run_check_config(const GlobalOptions& options) {
             return exit_config;
         }
     }
-    fmt::print("{}: configuration is valid: {} projection{}, {} runner{}{}\n", config.source,
-               config.projections.size(), config.projections.size() == 1 ? "" : "s", partitions,
-               partitions == 1 ? "" : "s", conn ? "; every handler compiles against the database" : "");
+    fmt::print("{}: configuration is valid: {} projection{}, {} runner{}{}\n", config.source, config.projections.size(),
+               config.projections.size() == 1 ? "" : "s", partitions, partitions == 1 ? "" : "s",
+               conn ? "; every handler compiles against the database" : "");
     return exit_ok;
 }
 

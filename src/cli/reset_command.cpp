@@ -19,8 +19,8 @@ int run_reset(const GlobalOptions& options, const ResetOptions& reset) {
         const store::Result stored = conn.exec(
             "SELECT max(partition_count) FROM projection_checkpoints WHERE projection_name = $1", {reset.name});
         if (stored.is_null(0, 0)) {
-            throw CommandError(exit_usage, fmt::format("no projection named '{}' in {} or in the database",
-                                                       reset.name, config.source));
+            throw CommandError(exit_usage, fmt::format("no projection named '{}' in {} or in the database", reset.name,
+                                                       config.source));
         }
         partitions = static_cast<int>(stored.int64(0, 0));
     }

@@ -15,8 +15,8 @@ int run_status(const GlobalOptions& options, const StatusOptions& status) {
     const store::StoreProgress progress = store::read_progress(conn);
     const auto entries = status_entries(progress, config, status.names);
     if (status.json) {
-        fmt::print("{}\n", render_status_json(progress, entries)
-                               .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+        fmt::print("{}\n",
+                   render_status_json(progress, entries).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
         fmt::print("{}", render_status_text(progress, entries));
     }

@@ -81,8 +81,8 @@ std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, co
     }
     for (const auto& name : wanted) {
         if (!found.contains(name)) {
-            throw CommandError(exit_usage, fmt::format("no projection named '{}' in {} or in the database",
-                                                       name, config.source));
+            throw CommandError(exit_usage,
+                               fmt::format("no projection named '{}' in {} or in the database", name, config.source));
         }
     }
     return out;
@@ -91,8 +91,8 @@ std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, co
 std::string render_status_text(const store::StoreProgress& progress, const std::vector<StatusEntry>& entries) {
     std::string out;
     if (entries.empty()) {
-        out += fmt::format("No projections are configured or stored.\nTotal events in store: {}\n",
-                           progress.total_events);
+        out +=
+            fmt::format("No projections are configured or stored.\nTotal events in store: {}\n", progress.total_events);
         return out;
     }
     for (const auto& entry : entries) {

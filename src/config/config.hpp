@@ -33,7 +33,7 @@ struct ProcessingSettings {
 struct Handler {
     std::string event_type; // or "*" for any
     std::vector<RewrittenSql> statements;
-    SourceMark mark;        // where its SQL is written; not part of equality
+    SourceMark mark; // where its SQL is written; not part of equality
     bool operator==(const Handler& other) const {
         return event_type == other.event_type && statements == other.statements;
     }
@@ -71,8 +71,8 @@ struct DaemonSettings {
 };
 
 struct Config {
-    std::string source;                 // file name, for messages
-    bool from_file = false;             // false: built-in defaults, no file was read
+    std::string source;     // file name, for messages
+    bool from_file = false; // false: built-in defaults, no file was read
     DatabaseSettings database;
     DaemonSettings daemon;
     ProcessingSettings defaults;

@@ -19,20 +19,18 @@ namespace projectiond::config {
 namespace {
 
 constexpr std::string_view top_level_keys[] = {"database", "daemon", "defaults", "projections"};
-constexpr std::string_view database_keys[] = {"url", "password_file", "connect_timeout",
-                                              "statement_timeout", "lock_timeout"};
+constexpr std::string_view database_keys[] = {"url", "password_file", "connect_timeout", "statement_timeout",
+                                              "lock_timeout"};
 constexpr std::string_view daemon_keys[] = {"shutdown_timeout"};
 constexpr std::string_view settings_keys[] = {"batch_size", "poll_interval", "on_error", "max_retries"};
-constexpr std::string_view projection_keys[] = {
-    "name",     "aggregate_types", "bounded_contexts", "event_types", "partitions",
-    "setup",    "handlers",        "log",              "batch_size",  "poll_interval",
-    "on_error", "max_retries"};
+constexpr std::string_view projection_keys[] = {"name",       "aggregate_types", "bounded_contexts", "event_types",
+                                                "partitions", "setup",           "handlers",         "log",
+                                                "batch_size", "poll_interval",   "on_error",         "max_retries"};
 
 // Statements that would end the batch's transaction early and break the
 // all-or-nothing promise of a batch.
-constexpr std::string_view transaction_control[] = {"BEGIN",   "START",     "COMMIT",  "END",
-                                                    "ROLLBACK", "ABORT",    "SAVEPOINT", "RELEASE",
-                                                    "PREPARE", "VACUUM"};
+constexpr std::string_view transaction_control[] = {"BEGIN", "START",     "COMMIT",  "END",     "ROLLBACK",
+                                                    "ABORT", "SAVEPOINT", "RELEASE", "PREPARE", "VACUUM"};
 
 constexpr int max_batch_size = 100000;
 constexpr int max_partitions = 1024;
@@ -59,8 +57,8 @@ public:
         try {
             root = YAML::Load(std::string(text_));
         } catch (const YAML::ParserException& e) {
-            throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", source_, e.mark.line + 1,
-                                          e.mark.column + 1, e.msg));
+            throw ConfigError(
+                fmt::format("{}:{}:{}: YAML syntax error: {}", source_, e.mark.line + 1, e.mark.column + 1, e.msg));
         }
         if (root.IsNull()) {
             error(root.Mark(), "the configuration is empty; it needs at least a `projections:` list");
@@ -132,9 +130,9 @@ private:
                        std::string_view::npos) {
                 ++content_line;
             }
-            const std::string_view content =
-                content_line <= static_cast<int>(lines_.size()) ? lines_[static_cast<std::size_t>(content_line - 1)]
-                                                                : std::string_view();
+            const std::string_view content = content_line <= static_cast<int>(lines_.size())
+                                                 ? lines_[static_cast<std::size_t>(content_line - 1)]
+                                                 : std::string_view();
             const std::size_t indent = content.find_first_not_of(' ');
             return {content_line + static_cast<int>(line_in_value),
                     static_cast<int>((indent == std::string_view::npos ? 0 : indent) + column_in_value) + 1};
@@ -178,8 +176,8 @@ private:
             return std::nullopt;
         }
         if (!node.IsScalar()) {
-            error(node.Mark(), fmt::format("`{}` must be {}, not a {}", key, kind,
-                                           node.IsSequence() ? "list" : "mapping"));
+            error(node.Mark(),
+                  fmt::format("`{}` must be {}, not a {}", key, kind, node.IsSequence() ? "list" : "mapping"));
             return std::nullopt;
         }
         return node.Scalar();
@@ -273,8 +271,7 @@ private:
             database.connect_timeout = duration(value, "connect_timeout", 1s).value_or(database.connect_timeout);
         }
         if (const YAML::Node value = node["statement_timeout"]) {
-            database.statement_timeout =
-                duration(value, "statement_timeout", 0ms).value_or(database.statement_timeout);
+            database.statement_timeout = duration(value, "statement_timeout", 0ms).value_or(database.statement_timeout);
         }
         if (const YAML::Node value = node["lock_timeout"]) {
             database.lock_timeout = duration(value, "lock_timeout", 0ms).value_or(database.lock_timeout);
@@ -350,11 +347,10 @@ private:
     void read_projection(const YAML::Node& node, Projection& projection) {
         if (const YAML::Node name = node["name"]) {
             if (auto value = string(name, "name")) {
-                const bool valid = !value->empty() && value->size() <= 63 &&
-                                   std::all_of(value->begin(), value->end(), [](char c) {
-                                       return std::isalnum(static_cast<unsigned char>(c)) || c == '_' ||
-                                              c == '-' || c == '.';
-                                   });
+                const bool valid =
+                    !value->empty() && value->size() <= 63 && std::all_of(value->begin(), value->end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+                    });
                 if (valid) {
                     projection.name = std::move(*value);
                 } else {
@@ -463,8 +459,8 @@ private:
 bool Projection::same_work(const Projection& other) const {
     return name == other.name && aggregate_types == other.aggregate_types &&
            bounded_contexts == other.bounded_contexts && event_types == other.event_types &&
-           partitions == other.partitions && setup == other.setup && handlers == other.handlers &&
-           log == other.log && settings == other.settings;
+           partitions == other.partitions && setup == other.setup && handlers == other.handlers && log == other.log &&
+           settings == other.settings;
 }
 
 const Handler* Projection::handler_for(std::string_view event_type) const {
@@ -489,7 +485,9 @@ const Projection* Config::find(std::string_view name) const {
     return nullptr;
 }
 
-Config parse_config(std::string_view text, const std::string& source) { return Loader(text, source).load(); }
+Config parse_config(std::string_view text, const std::string& source) {
+    return Loader(text, source).load();
+}
 
 Config load_config_file(const std::string& path) {
     std::ifstream file(path, std::ios::binary);

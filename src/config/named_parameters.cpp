@@ -152,9 +152,8 @@ private:
         const std::size_t start = pos_;
         std::size_t end = pos_ + 1;
         if (end < sql_.size() && sql_[end] >= '0' && sql_[end] <= '9') {
-            throw SqlParameterError(
-                start, "positional parameters like $1 are not available in handlers; name the "
-                       "event field instead, e.g. :aggregate_id or :payload.email");
+            throw SqlParameterError(start, "positional parameters like $1 are not available in handlers; name the "
+                                           "event field instead, e.g. :aggregate_id or :payload.email");
         }
         while (end < sql_.size() && sql_[end] != '$' && is_path_char(sql_[end])) {
             ++end;
@@ -217,8 +216,7 @@ bool is_event_parameter(std::string_view name) {
     if (!path.empty() && base != "payload" && base != "metadata") {
         return false;
     }
-    return std::find(std::begin(event_parameters), std::end(event_parameters), base) !=
-           std::end(event_parameters);
+    return std::find(std::begin(event_parameters), std::end(event_parameters), base) != std::end(event_parameters);
 }
 
 std::pair<std::string_view, std::string_view> split_json_path(std::string_view name) {
@@ -229,7 +227,9 @@ std::pair<std::string_view, std::string_view> split_json_path(std::string_view n
     return {name.substr(0, dot), name.substr(dot + 1)};
 }
 
-std::vector<RewrittenSql> rewrite_named_parameters(std::string_view sql) { return Scanner(sql).run(); }
+std::vector<RewrittenSql> rewrite_named_parameters(std::string_view sql) {
+    return Scanner(sql).run();
+}
 
 std::string leading_keyword(std::string_view sql) {
     std::size_t pos = 0;

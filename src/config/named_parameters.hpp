@@ -18,9 +18,9 @@ namespace projectiond::config {
 // The event fields a handler can name; `payload` and `metadata` also take a
 // JSON path (:payload.customer.email), bound as text, NULL when absent.
 inline constexpr std::string_view event_parameters[] = {
-    "global_position", "aggregate_id",   "aggregate_type", "aggregate_version", "bounded_context",
-    "event_id",        "event_type",     "event_version",  "payload",           "metadata",
-    "created_at",      "trace_id",       "correlation_id", "causation_id",
+    "global_position", "aggregate_id", "aggregate_type", "aggregate_version", "bounded_context",
+    "event_id",        "event_type",   "event_version",  "payload",           "metadata",
+    "created_at",      "trace_id",     "correlation_id", "causation_id",
 };
 
 struct RewrittenSql {
@@ -32,8 +32,7 @@ struct RewrittenSql {
 // What is wrong and at which byte of the input.
 class SqlParameterError : public std::runtime_error {
 public:
-    SqlParameterError(std::size_t offset, const std::string& message)
-        : std::runtime_error(message), offset_(offset) {}
+    SqlParameterError(std::size_t offset, const std::string& message) : std::runtime_error(message), offset_(offset) {}
     std::size_t offset() const noexcept { return offset_; }
 
 private:

@@ -29,8 +29,7 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 }
 } // namespace
 
-std::optional<std::string_view> closest_spelling(std::string_view word,
-                                                 std::span<const std::string_view> candidates) {
+std::optional<std::string_view> closest_spelling(std::string_view word, std::span<const std::string_view> candidates) {
     std::optional<std::string_view> best;
     std::size_t best_distance = std::max<std::size_t>(2, word.size() / 3) + 1;
     for (const std::string_view candidate : candidates) {

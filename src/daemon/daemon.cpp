@@ -4,8 +4,8 @@
 #include "daemon/projection_setup.hpp"
 #include "daemon/signals.hpp"
 #include "daemon/supervisor.hpp"
-#include "projection/handler_check.hpp"
 #include "projection/backoff.hpp"
+#include "projection/handler_check.hpp"
 #include "store/connect.hpp"
 #include "store/database_error.hpp"
 #include "store/migrations.hpp"
@@ -106,8 +106,8 @@ private:
                     return exit_unavailable;
                 }
                 run_setup(conn, all_of(config_));
-                const auto problems = projection::check_handlers(conn, config_, all_of(config_),
-                                                                 projection::SetupHandling::already_run);
+                const auto problems =
+                    projection::check_handlers(conn, config_, all_of(config_), projection::SetupHandling::already_run);
                 for (const auto& problem : problems) {
                     spdlog::error("{}", problem);
                 }

@@ -14,8 +14,8 @@
 namespace projectiond::daemon {
 
 struct ReloadPlan {
-    std::vector<const config::Projection*> start;   // added or changed: setup, then new runners
-    std::vector<std::string> stop;                  // removed or changed: drain the old runners
+    std::vector<const config::Projection*> start; // added or changed: setup, then new runners
+    std::vector<std::string> stop;                // removed or changed: drain the old runners
     std::vector<std::string> unchanged;
     int added = 0, changed = 0, removed = 0;
 };

@@ -13,12 +13,16 @@ ScopedProjection::ScopedProjection(std::string projection, int partition) : save
     current_context() = LogContext{std::move(projection), partition, std::nullopt};
 }
 
-ScopedProjection::~ScopedProjection() { current_context() = std::move(saved_); }
+ScopedProjection::~ScopedProjection() {
+    current_context() = std::move(saved_);
+}
 
 ScopedPosition::ScopedPosition(std::int64_t position) : saved_(current_context().global_position) {
     current_context().global_position = position;
 }
 
-ScopedPosition::~ScopedPosition() { current_context().global_position = saved_; }
+ScopedPosition::~ScopedPosition() {
+    current_context().global_position = saved_;
+}
 
 } // namespace projectiond::logging

@@ -52,8 +52,7 @@ Target parse_target(const std::string& name) {
 
 void parse_level_or_throw(const std::string& name) {
     if (name != "trace" && name != "debug" && name != "info" && name != "warn" && name != "error") {
-        throw std::invalid_argument(
-            fmt::format("unknown log level '{}'; use trace, debug, info, warn or error", name));
+        throw std::invalid_argument(fmt::format("unknown log level '{}'; use trace, debug, info, warn or error", name));
     }
 }
 

@@ -43,9 +43,9 @@ void BatchApplier::prepare() {
                 if (error.connection_lost()) {
                     throw;
                 }
-                throw store::DatabaseError(fmt::format("the handler for '{}' does not prepare: {}",
-                                                       handler.event_type, error.what()),
-                                           error.sqlstate());
+                throw store::DatabaseError(
+                    fmt::format("the handler for '{}' does not prepare: {}", handler.event_type, error.what()),
+                    error.sqlstate());
             }
         }
     }
@@ -93,8 +93,7 @@ BatchOutcome BatchApplier::run(const BatchRequest& request) {
         const int row = *request.dead_letter_row;
         const std::array<const char*, 5> args{projection_.c_str(), partition_.c_str(),
                                               PQgetvalue(rows.get(), row, col_global_position),
-                                              request.dead_letter_error.c_str(),
-                                              request.dead_letter_sqlstate.c_str()};
+                                              request.dead_letter_error.c_str(), request.dead_letter_sqlstate.c_str()};
         conn_.send_prepared(dead_letter_statement, static_cast<int>(args.size()), args.data());
         slots.push_back(slot_dead_letter);
     }
@@ -103,8 +102,8 @@ BatchOutcome BatchApplier::run(const BatchRequest& request) {
     const std::string to_xid = request.to.transaction_text();
     const std::string to_position = request.to.position_text();
     const std::string handled_text = std::to_string(handled);
-    const std::array<const char*, 7> advance_args{projection_.c_str(), partition_.c_str(), from_xid.c_str(),
-                                                  from_position.c_str(), to_xid.c_str(), to_position.c_str(),
+    const std::array<const char*, 7> advance_args{projection_.c_str(),   partition_.c_str(), from_xid.c_str(),
+                                                  from_position.c_str(), to_xid.c_str(),     to_position.c_str(),
                                                   handled_text.c_str()};
     conn_.send_prepared(advance_statement, static_cast<int>(advance_args.size()), advance_args.data());
     slots.push_back(slot_advance);

@@ -18,11 +18,11 @@ namespace projectiond::projection {
 struct BatchRequest {
     const store::Result* rows = nullptr; // the read result; events are rows [0, handle_count)
     int handle_count = 0;
-    std::optional<int> dead_letter_row;  // park this row instead of handling it
+    std::optional<int> dead_letter_row; // park this row instead of handling it
     std::string dead_letter_error;
     std::string dead_letter_sqlstate;
-    store::Cursor from;                  // the checkpoint the batch starts at
-    store::Cursor to;                    // where it moves the checkpoint
+    store::Cursor from; // the checkpoint the batch starts at
+    store::Cursor to;   // where it moves the checkpoint
 };
 
 struct BatchOutcome {

@@ -19,7 +19,6 @@ enum class SetupHandling {
 // One message per problem: "file:line:column: ...". Empty when all is well.
 // A lost connection is thrown (store::DatabaseError).
 std::vector<std::string> check_handlers(store::Connection& conn, const config::Config& config,
-                                        const std::vector<const config::Projection*>& projections,
-                                        SetupHandling setup);
+                                        const std::vector<const config::Projection*>& projections, SetupHandling setup);
 
 } // namespace projectiond::projection

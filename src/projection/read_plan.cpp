@@ -12,10 +12,10 @@ namespace {
 // Columns of `events` a parameter can name directly, with the SQL that reads it.
 std::string column_expression(std::string_view parameter) {
     if (parameter == "global_position" || parameter == "aggregate_version" || parameter == "event_version" ||
-        parameter == "payload" || parameter == "metadata" || parameter == "created_at" ||
-        parameter == "event_id" || parameter == "aggregate_type" || parameter == "bounded_context" ||
-        parameter == "trace_id" || parameter == "correlation_id" || parameter == "causation_id" ||
-        parameter == "aggregate_id" || parameter == "event_type") {
+        parameter == "payload" || parameter == "metadata" || parameter == "created_at" || parameter == "event_id" ||
+        parameter == "aggregate_type" || parameter == "bounded_context" || parameter == "trace_id" ||
+        parameter == "correlation_id" || parameter == "causation_id" || parameter == "aggregate_id" ||
+        parameter == "event_type") {
         return fmt::format("b.{}", parameter);
     }
     return {};
@@ -25,17 +25,15 @@ std::string column_expression(std::string_view parameter) {
 // event no handler takes only needs to move the cursor, which the settled
 // cursor does without reading it.
 std::vector<std::string> effective_event_types(const config::Projection& projection) {
-    const bool everything =
-        projection.log || std::any_of(projection.handlers.begin(), projection.handlers.end(),
-                                      [](const config::Handler& h) { return h.event_type == "*"; });
+    const bool everything = projection.log || std::any_of(projection.handlers.begin(), projection.handlers.end(),
+                                                          [](const config::Handler& h) { return h.event_type == "*"; });
     if (everything) {
         return projection.event_types;
     }
     std::vector<std::string> handled;
     for (const auto& handler : projection.handlers) {
-        if (projection.event_types.empty() ||
-            std::find(projection.event_types.begin(), projection.event_types.end(), handler.event_type) !=
-                projection.event_types.end()) {
+        if (projection.event_types.empty() || std::find(projection.event_types.begin(), projection.event_types.end(),
+                                                        handler.event_type) != projection.event_types.end()) {
             handled.push_back(handler.event_type);
         }
     }

@@ -16,14 +16,14 @@ namespace projectiond::projection {
 // Result columns of the read statement. Every row repeats the snapshot
 // columns; when no event qualifies there is one row with the event columns NULL.
 enum ReadColumn : int {
-    col_horizon = 0,          // xmin of the read's snapshot: every older transaction has ended
-    col_pending = 1,          // committed events exist at or above the horizon (wait a little, not a poll)
-    col_settled_xid = 2,      // the last settled event in reading order (below the horizon)
+    col_horizon = 0,     // xmin of the read's snapshot: every older transaction has ended
+    col_pending = 1,     // committed events exist at or above the horizon (wait a little, not a poll)
+    col_settled_xid = 2, // the last settled event in reading order (below the horizon)
     col_settled_position = 3,
-    col_reach_xid = 4,        // the end of this read's window: a short batch moves the cursor here
+    col_reach_xid = 4, // the end of this read's window: a short batch moves the cursor here
     col_reach_position = 5,
-    col_max_position = 6,     // max(global_position) visible, for lag estimates
-    col_transaction_id = 7,   // the event's appending transaction
+    col_max_position = 6,   // max(global_position) visible, for lag estimates
+    col_transaction_id = 7, // the event's appending transaction
     col_global_position = 8,
     col_event_type = 9,
     col_aggregate_id = 10,

@@ -41,8 +41,7 @@ Runner::Runner(config::Projection projection, int partition, RunnerSettings sett
     interrupt_.fd = control_.fd();
     interrupt_.give_up = [this] { return control_.consume(threshold_.load()); };
     settings_.connect.interrupt = &interrupt_;
-    settings_.connect.application_name =
-        fmt::format("projectiond {}/{}", projection_.name, partition_).substr(0, 63);
+    settings_.connect.application_name = fmt::format("projectiond {}/{}", projection_.name, partition_).substr(0, 63);
 }
 
 Runner::~Runner() {
@@ -52,7 +51,9 @@ Runner::~Runner() {
     }
 }
 
-void Runner::start() { thread_ = std::thread([this] { main(); }); }
+void Runner::start() {
+    thread_ = std::thread([this] { main(); });
+}
 
 void Runner::join() {
     if (thread_.joinable()) {
@@ -153,8 +154,7 @@ void Runner::session() {
                          projection_.name, stored_count, projection_.partitions, projection_.name),
              std::nullopt);
     };
-    store::Checkpoint checkpoint =
-        store::ensure_checkpoint(conn, projection_.name, partition_, projection_.partitions);
+    store::Checkpoint checkpoint = store::ensure_checkpoint(conn, projection_.name, partition_, projection_.partitions);
     if (!checkpoint.stored) {
         refuse_partition_change(checkpoint.partition_count);
         return;
@@ -210,10 +210,9 @@ void Runner::session() {
         // The last settled event in reading order, and the end of this read's
         // window; {0, 0} (before everything) when there is none.
         const auto cursor_at = [&](int xid_column, int position_column) {
-            return batch.is_null(0, xid_column)
-                       ? store::Cursor{}
-                       : store::Cursor{store::parse_transaction_id(batch.text(0, xid_column)),
-                                       batch.int64(0, position_column)};
+            return batch.is_null(0, xid_column) ? store::Cursor{}
+                                                : store::Cursor{store::parse_transaction_id(batch.text(0, xid_column)),
+                                                                batch.int64(0, position_column)};
         };
         const store::Cursor settled = cursor_at(col_settled_xid, col_settled_position);
         const store::Cursor reach = cursor_at(col_reach_xid, col_reach_position);
@@ -327,8 +326,8 @@ Runner::BatchEnd Runner::apply_batch(store::Connection& conn, BatchApplier& appl
         logging::ScopedPosition at(failed_position.value_or(progress.last_global_position));
         if (++failures <= projection_.settings.max_retries) {
             const auto delay = retry.next();
-            spdlog::warn("batch rolled back, retry {} of {} in {} ms: {}", failures,
-                         projection_.settings.max_retries, delay.count(), describe(error));
+            spdlog::warn("batch rolled back, retry {} of {} in {} ms: {}", failures, projection_.settings.max_retries,
+                         delay.count(), describe(error));
             if (!control_.sleep_for(delay, StopLevel::drain)) {
                 return BatchEnd::drained;
             }
@@ -362,9 +361,9 @@ void Runner::log_events(const store::Result& batch, int rows) {
         const std::int64_t position = batch.int64(row, col_global_position);
         logging::ScopedPosition at(position);
         const std::string_view aggregate = batch.text(row, col_aggregate_id).substr(0, 8);
-        const std::string_view label =
-            name_column >= 0 && !batch.is_null(row, name_column) ? batch.text(row, name_column)
-                                                                 : batch.text(row, col_event_type);
+        const std::string_view label = name_column >= 0 && !batch.is_null(row, name_column)
+                                           ? batch.text(row, name_column)
+                                           : batch.text(row, col_event_type);
         if (projection_.log) {
             spdlog::info("✓ Processed event #{} (position: {}, aggregate: {}): {}", ++events_logged_, position,
                          aggregate, label);

@@ -18,9 +18,9 @@
 namespace projectiond::projection {
 
 struct RunnerSettings {
-    store::ConnectOptions connect;      // its interrupt is the runner's own
-    config::DatabaseSettings database;  // statement and lock timeouts
-    std::string owner;                  // "host pid N", recorded with the checkpoint
+    store::ConnectOptions connect;     // its interrupt is the runner's own
+    config::DatabaseSettings database; // statement and lock timeouts
+    std::string owner;                 // "host pid N", recorded with the checkpoint
 };
 
 class Runner {
@@ -52,8 +52,8 @@ private:
     void session();
     bool take_ownership(store::Connection& conn, const store::Checkpoint& checkpoint);
     void configure_session(store::Connection& conn);
-    BatchEnd apply_batch(store::Connection& conn, class BatchApplier& applier, const store::Result& batch,
-                         int rows, store::Cursor to, Progress& progress);
+    BatchEnd apply_batch(store::Connection& conn, class BatchApplier& applier, const store::Result& batch, int rows,
+                         store::Cursor to, Progress& progress);
     void log_events(const store::Result& batch, int rows);
     void fail(store::Connection& conn, const std::string& error, std::optional<std::int64_t> position);
     void set_state(RunnerState state);

@@ -16,7 +16,9 @@ RunnerControl::RunnerControl() : fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     }
 }
 
-RunnerControl::~RunnerControl() { ::close(fd_); }
+RunnerControl::~RunnerControl() {
+    ::close(fd_);
+}
 
 void RunnerControl::request(StopLevel level) noexcept {
     int current = level_.load();

@@ -18,7 +18,7 @@ enum class RunnerState {
     waiting_for_ownership, // another runner owns the partition
     catching_up,
     caught_up,
-    failed,                // on_error: stop tripped; needs a restart or reset
+    failed, // on_error: stop tripped; needs a restart or reset
     stopped,
 };
 
@@ -42,8 +42,7 @@ public:
     using Clock = std::chrono::steady_clock;
 
     RunnerSnapshot snapshot() const;
-    template <typename F>
-    void update(F&& change) {
+    template <typename F> void update(F&& change) {
         std::lock_guard lock(mutex_);
         change(snapshot_);
     }

@@ -77,10 +77,9 @@ ON CONFLICT (projection_name, partition_index) DO NOTHING)sql",
 Checkpoint load_checkpoint(Connection& conn, const std::string& projection, int partition) {
     const Result result = conn.exec(select_checkpoint, {projection, std::to_string(partition)});
     if (result.rows() != 1) {
-        throw DatabaseError(
-            fmt::format("the checkpoint of {} partition {} disappeared (was the projection reset?)", projection,
-                        partition),
-            "PJ002");
+        throw DatabaseError(fmt::format("the checkpoint of {} partition {} disappeared (was the projection reset?)",
+                                        projection, partition),
+                            "PJ002");
     }
     return checkpoint_from(result);
 }
@@ -124,8 +123,7 @@ void touch_checkpoint(Connection& conn, const std::string& projection, int parti
               {projection, std::to_string(partition)});
 }
 
-ResetResult reset_checkpoints(Connection& conn, const std::string& projection, int partitions,
-                              std::int64_t position) {
+ResetResult reset_checkpoints(Connection& conn, const std::string& projection, int partitions, std::int64_t position) {
     conn.exec("BEGIN");
     try {
         // Lock the rows, then make sure no runner owns any of them: a runner

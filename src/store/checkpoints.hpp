@@ -60,7 +60,6 @@ struct ResetResult {
 // Rewinds every partition of `projection` so the events after `position` are
 // processed again, creating rows for `partitions` partitions. Fails with
 // DatabaseError PJ003 when a running daemon owns one of them.
-ResetResult reset_checkpoints(Connection& conn, const std::string& projection, int partitions,
-                              std::int64_t position);
+ResetResult reset_checkpoints(Connection& conn, const std::string& projection, int partitions, std::int64_t position);
 
 } // namespace projectiond::store

@@ -18,8 +18,8 @@ std::string read_password(const std::string& path) {
     std::ifstream file(path, std::ios::binary);
     if (!file) {
         const int error = errno;
-        throw DatabaseUnavailable(fmt::format("cannot read the database password from {}: {}", path,
-                                              std::strerror(error)));
+        throw DatabaseUnavailable(
+            fmt::format("cannot read the database password from {}: {}", path, std::strerror(error)));
     }
     std::ostringstream text;
     text << file.rdbuf();

@@ -39,8 +39,7 @@ DatabaseError error_from(const Result& result, std::string_view doing) {
     if (message.empty()) {
         message = "unknown error";
     }
-    return DatabaseError(doing.empty() ? message : fmt::format("{}: {}", doing, message),
-                         result.sqlstate());
+    return DatabaseError(doing.empty() ? message : fmt::format("{}: {}", doing, message), result.sqlstate());
 }
 
 } // namespace
@@ -144,19 +143,17 @@ Connection Connection::open(const ConnectOptions& options) {
     conn.interrupt_ = options.interrupt;
     PQsetNoticeReceiver(raw, log_notice, nullptr);
     if (PQstatus(raw) == CONNECTION_BAD) {
-        throw DatabaseUnavailable(
-            fmt::format("cannot connect to PostgreSQL: {}", trimmed(PQerrorMessage(raw))));
+        throw DatabaseUnavailable(fmt::format("cannot connect to PostgreSQL: {}", trimmed(PQerrorMessage(raw))));
     }
     const auto deadline = Clock::now() + options.connect_timeout;
     PostgresPollingStatusType state = PGRES_POLLING_WRITING;
     while (state != PGRES_POLLING_OK) {
         if (state == PGRES_POLLING_FAILED) {
-            throw DatabaseUnavailable(
-                fmt::format("cannot connect to PostgreSQL: {}", trimmed(PQerrorMessage(raw))));
+            throw DatabaseUnavailable(fmt::format("cannot connect to PostgreSQL: {}", trimmed(PQerrorMessage(raw))));
         }
         if (!conn.wait_socket(state == PGRES_POLLING_WRITING, deadline)) {
-            throw DatabaseUnavailable(fmt::format(
-                "cannot connect to PostgreSQL: no answer within {} ms", options.connect_timeout.count()));
+            throw DatabaseUnavailable(
+                fmt::format("cannot connect to PostgreSQL: no answer within {} ms", options.connect_timeout.count()));
         }
         state = PQconnectPoll(raw);
     }
@@ -173,7 +170,7 @@ Connection::Connection(Connection&& other) noexcept
 
 Connection& Connection::operator=(Connection&& other) noexcept {
     if (this != &other) {
-        this->~Connection();
+        close();
         conn_ = std::exchange(other.conn_, nullptr);
         cancel_ = std::exchange(other.cancel_, nullptr);
         interrupt_ = other.interrupt_;
@@ -182,17 +179,25 @@ Connection& Connection::operator=(Connection&& other) noexcept {
 }
 
 Connection::~Connection() {
+    close();
+}
+
+void Connection::close() noexcept {
     if (cancel_ != nullptr) {
-        PQfreeCancel(cancel_);
+        PQfreeCancel(std::exchange(cancel_, nullptr));
     }
     if (conn_ != nullptr) {
-        PQfinish(conn_);
+        PQfinish(std::exchange(conn_, nullptr));
     }
 }
 
-bool Connection::healthy() const noexcept { return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK; }
+bool Connection::healthy() const noexcept {
+    return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK;
+}
 
-int Connection::backend_pid() const noexcept { return PQbackendPID(conn_); }
+int Connection::backend_pid() const noexcept {
+    return PQbackendPID(conn_);
+}
 
 void Connection::request_cancel() const noexcept {
     if (cancel_ != nullptr) {
@@ -356,8 +361,8 @@ void Connection::send_prepared(const std::string& name, int count, const char* c
 
 void Connection::send(const std::string& sql, const Params& params) {
     const auto values = raw_values(params);
-    if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                          values.data(), nullptr, nullptr, 0) == 0) {
+    if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr,
+                          0) == 0) {
         throw_connection_error("sending a statement");
     }
 }

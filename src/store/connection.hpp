@@ -28,7 +28,7 @@ struct Interrupt {
 };
 
 struct ConnectOptions {
-    std::string conninfo;            // libpq URI or key=value string; may be empty (PG* env)
+    std::string conninfo; // libpq URI or key=value string; may be empty (PG* env)
     std::string application_name = "projectiond";
     std::optional<std::string> password; // from a file or credential, never from a log
     std::chrono::milliseconds connect_timeout{10000};
@@ -79,6 +79,7 @@ public:
 
 private:
     explicit Connection(PGconn* conn) noexcept : conn_(conn) {}
+    void close() noexcept;
 
     [[noreturn]] void throw_connection_error(std::string_view doing) const;
     Result collect_results();

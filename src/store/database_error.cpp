@@ -9,15 +9,15 @@ bool DatabaseError::transient() const noexcept {
         return true;
     }
     const std::string_view state = sqlstate_;
-    return state.starts_with("08")      // connection exception
-           || state == "40001"          // serialization_failure
-           || state == "40P01"          // deadlock_detected
-           || state == "55P03"          // lock_not_available (lock_timeout)
-           || state == "53300"          // too_many_connections
-           || state == "57P01"          // admin_shutdown
-           || state == "57P02"          // crash_shutdown
-           || state == "57P03"          // cannot_connect_now
-           || state == "PJ002";         // checkpoint moved: reload and go on
+    return state.starts_with("08") // connection exception
+           || state == "40001"     // serialization_failure
+           || state == "40P01"     // deadlock_detected
+           || state == "55P03"     // lock_not_available (lock_timeout)
+           || state == "53300"     // too_many_connections
+           || state == "57P01"     // admin_shutdown
+           || state == "57P02"     // crash_shutdown
+           || state == "57P03"     // cannot_connect_now
+           || state == "PJ002";    // checkpoint moved: reload and go on
 }
 
 } // namespace projectiond::store

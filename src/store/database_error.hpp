@@ -9,8 +9,7 @@ namespace projectiond::store {
 class DatabaseError : public std::runtime_error {
 public:
     DatabaseError(std::string message, std::string sqlstate, bool connection_lost = false)
-        : std::runtime_error(std::move(message)), sqlstate_(std::move(sqlstate)),
-          connection_lost_(connection_lost) {}
+        : std::runtime_error(std::move(message)), sqlstate_(std::move(sqlstate)), connection_lost_(connection_lost) {}
 
     const std::string& sqlstate() const noexcept { return sqlstate_; }
     // The session is gone (server restart, network, shutdown): reconnect.
@@ -27,8 +26,7 @@ private:
 // No connection could be made (refused, unknown host, authentication, timeout).
 class DatabaseUnavailable : public DatabaseError {
 public:
-    explicit DatabaseUnavailable(std::string message)
-        : DatabaseError(std::move(message), "08001", true) {}
+    explicit DatabaseUnavailable(std::string message) : DatabaseError(std::move(message), "08001", true) {}
 };
 
 // A wait on the database was given up because the caller was told to stop.

@@ -26,8 +26,8 @@ AppendedRange append_demo_events(Connection& conn, std::int64_t count, const std
     AppendedRange range;
     for (std::int64_t first = 1; first <= count; first += chunk) {
         const std::int64_t last = std::min(count, first + chunk - 1);
-        const Result result = conn.exec(insert_chunk, {bounded_context, aggregate_type, std::to_string(first),
-                                                       std::to_string(last)});
+        const Result result =
+            conn.exec(insert_chunk, {bounded_context, aggregate_type, std::to_string(first), std::to_string(last)});
         if (range.count == 0) {
             range.first_position = result.int64(0, 1);
         }

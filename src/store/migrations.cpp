@@ -34,16 +34,15 @@ int applied_version(Connection& conn) {
 class MigrationLock {
 public:
     explicit MigrationLock(Connection& conn) : conn_(conn) {
-        conn_.exec(fmt::format("SELECT pg_advisory_lock({}, {})", advisory_lock_namespace,
-                               migration_lock_key));
+        conn_.exec(fmt::format("SELECT pg_advisory_lock({}, {})", advisory_lock_namespace, migration_lock_key));
     }
     MigrationLock(const MigrationLock&) = delete;
     MigrationLock& operator=(const MigrationLock&) = delete;
     ~MigrationLock() {
         try {
             if (conn_.healthy()) {
-                conn_.exec(fmt::format("SELECT pg_advisory_unlock({}, {})", advisory_lock_namespace,
-                                       migration_lock_key));
+                conn_.exec(
+                    fmt::format("SELECT pg_advisory_unlock({}, {})", advisory_lock_namespace, migration_lock_key));
             }
         } catch (...) {
             // The session ends soon and takes the lock with it.
@@ -72,17 +71,17 @@ int migrate(Connection& conn, const std::function<void(const Migration&)>& appli
         try {
             conn.exec("BEGIN");
             conn.exec(migration.sql);
-            conn.exec("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                      {std::to_string(migration.version), std::string(migration.name),
-                       std::string(migration.checksum)});
+            conn.exec(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                {std::to_string(migration.version), std::string(migration.name), std::string(migration.checksum)});
             conn.exec("COMMIT");
         } catch (const DatabaseError& error) {
             if (conn.healthy()) {
                 conn.exec("ROLLBACK");
             }
-            std::throw_with_nested(DatabaseError(
+            throw DatabaseError(
                 fmt::format("migration {} failed and was rolled back: {}", migration.name, error.what()),
-                error.sqlstate(), error.connection_lost()));
+                error.sqlstate(), error.connection_lost());
         }
         ++count;
         applied(migration);

@@ -15,16 +15,16 @@ struct PartitionProgress {
     std::string projection;
     int partition = 0;
     int partitions = 1;
-    bool has_checkpoint = false;        // a checkpoint row exists
+    bool has_checkpoint = false; // a checkpoint row exists
     std::int64_t last_global_position = 0;
-    std::int64_t remaining = 0;         // events not yet passed by the cursor
+    std::int64_t remaining = 0; // events not yet passed by the cursor
     std::int64_t events_processed = 0;
-    std::string state = "active";       // active | failed
+    std::string state = "active"; // active | failed
     std::optional<std::string> last_error;
     std::optional<std::int64_t> failed_position;
     std::optional<std::string> updated_at;
-    bool running = false;               // a runner holds the partition's lock right now
-    std::optional<std::string> owner;   // host and pid of the runner that last owned it
+    bool running = false;             // a runner holds the partition's lock right now
+    std::optional<std::string> owner; // host and pid of the runner that last owned it
 
     bool started() const noexcept { return last_global_position > 0 || events_processed > 0; }
 };

@@ -38,9 +38,13 @@ bool Result::ok() const noexcept {
     return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK || s == PGRES_SINGLE_TUPLE;
 }
 
-int Result::rows() const noexcept { return result_ == nullptr ? 0 : PQntuples(result_); }
+int Result::rows() const noexcept {
+    return result_ == nullptr ? 0 : PQntuples(result_);
+}
 
-int Result::columns() const noexcept { return result_ == nullptr ? 0 : PQnfields(result_); }
+int Result::columns() const noexcept {
+    return result_ == nullptr ? 0 : PQnfields(result_);
+}
 
 int Result::column(const char* name) const {
     const int index = PQfnumber(result_, name);
@@ -55,8 +59,7 @@ bool Result::is_null(int row, int column) const noexcept {
 }
 
 std::string_view Result::text(int row, int column) const noexcept {
-    return {PQgetvalue(result_, row, column),
-            static_cast<std::size_t>(PQgetlength(result_, row, column))};
+    return {PQgetvalue(result_, row, column), static_cast<std::size_t>(PQgetlength(result_, row, column))};
 }
 
 std::optional<std::string> Result::optional_text(int row, int column) const {
@@ -85,7 +88,9 @@ std::int64_t Result::int64(int row, int column) const {
     return parse_int64(text(row, column), PQfname(result_, column));
 }
 
-bool Result::boolean(int row, int column) const { return text(row, column) == "t"; }
+bool Result::boolean(int row, int column) const {
+    return text(row, column) == "t";
+}
 
 std::int64_t Result::affected_rows() const {
     const std::string_view count = PQcmdTuples(result_);

@@ -30,7 +30,9 @@ void Notifier::send(const std::string& message) {
     }
 }
 
-void Notifier::ready() { send("READY=1"); }
+void Notifier::ready() {
+    send("READY=1");
+}
 
 void Notifier::reloading() {
     timespec now{};
@@ -40,7 +42,9 @@ void Notifier::reloading() {
     send(fmt::format("RELOADING=1\nMONOTONIC_USEC={}", usec));
 }
 
-void Notifier::stopping() { send("STOPPING=1"); }
+void Notifier::stopping() {
+    send("STOPPING=1");
+}
 
 void Notifier::status(const std::string& line) {
     if (line != last_status_) {
@@ -49,7 +53,9 @@ void Notifier::status(const std::string& line) {
     }
 }
 
-void Notifier::watchdog() { send("WATCHDOG=1"); }
+void Notifier::watchdog() {
+    send("WATCHDOG=1");
+}
 
 void Notifier::extend_timeout(std::chrono::microseconds by) {
     send(fmt::format("EXTEND_TIMEOUT_USEC={}", by.count()));

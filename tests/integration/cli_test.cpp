@@ -141,8 +141,9 @@ TEST_SUITE("command line") {
 )");
         const auto result = against(db, {"-c", config.path(), "check-config"});
         CHECK(result.exit_code == 78);
-        CHECK(contains(result.err, config.path() + ":6:20: the handler for 'UserRenamed' in projection 'users' "
-                                                   "does not compile: column \"nam\" of relation \"users\" does not exist"));
+        CHECK(contains(result.err, config.path() +
+                                       ":6:20: the handler for 'UserRenamed' in projection 'users' "
+                                       "does not compile: column \"nam\" of relation \"users\" does not exist"));
         CHECK(contains(result.err, config.path() + ":7:20: the handler for 'UserDeleted'"));
         CHECK(contains(result.err, "relation \"userz\" does not exist"));
         CHECK(db.scalar("SELECT to_regclass('users')::text").empty()); // the setup was rolled back

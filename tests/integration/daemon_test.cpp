@@ -2,8 +2,8 @@
 // the journal and the unit files.
 #include "child_process.hpp"
 #include "daemon_process.hpp"
-#include "projection_state.hpp"
 #include "notify_socket.hpp"
+#include "projection_state.hpp"
 #include "store/demo_events.hpp"
 #include "test_database.hpp"
 #include "wait.hpp"
@@ -347,8 +347,8 @@ projections:
                                             {{"MANPATH", root + "/docs"}, {"SYSTEMD_LOG_COLOR", "0"}});
             CHECK_MESSAGE(verify.exit_code == 0, name << ": " << verify.err);
             CHECK_MESSAGE(verify.err.empty(), name << ": " << verify.err);
-            const auto security = run_command(
-                {"/usr/bin/systemd-analyze", "security", "--offline=true", "--no-pager", target});
+            const auto security =
+                run_command({"/usr/bin/systemd-analyze", "security", "--offline=true", "--no-pager", target});
             const auto overall = security.out.find("Overall exposure level for ");
             REQUIRE(overall != std::string::npos);
             const auto colon = security.out.find(": ", overall);

@@ -434,15 +434,16 @@ projections:
         DaemonProcess daemon(db, counter_config(10));
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "counter"));
-        const auto refused = run_command({projectiond_binary(), "-c", daemon.config().path(), "--database-url",
-                                          db.conninfo(), "reset", "counter"});
+        const auto refused = run_command(
+            {projectiond_binary(), "-c", daemon.config().path(), "--database-url", db.conninfo(), "reset", "counter"});
         CHECK(refused.exit_code == 69);
         CHECK(contains(refused.err, "being processed by a running projectiond"));
         CHECK(daemon.stop(SIGTERM) == 0);
 
         const long long first = db.number("SELECT min(global_position) FROM events");
-        const auto reset = run_command({projectiond_binary(), "-c", daemon.config().path(), "--database-url",
-                                        db.conninfo(), "reset", "counter", "--to-position", std::to_string(first + 19)});
+        const auto reset =
+            run_command({projectiond_binary(), "-c", daemon.config().path(), "--database-url", db.conninfo(), "reset",
+                         "counter", "--to-position", std::to_string(first + 19)});
         CHECK(reset.exit_code == 0);
         CHECK(contains(status_of(db, daemon.config()).out, "Status: Behind by 10 events"));
         daemon.restart();
@@ -462,9 +463,12 @@ projections:
         DaemonProcess daemon(db, yaml);
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "counter"));
-        REQUIRE(wait_until([&] { return db.scalar("SELECT state FROM projection_checkpoints WHERE projection_name = "
-                                                  "'fragile'") == "failed"; },
-                           30s));
+        REQUIRE(wait_until(
+            [&] {
+                return db.scalar("SELECT state FROM projection_checkpoints WHERE projection_name = "
+                                 "'fragile'") == "failed";
+            },
+            30s));
         CHECK(daemon.process().running());
         const long long poison = db.number("SELECT global_position FROM events WHERE payload->>'name' = 'User 7'");
         CHECK(db.number("SELECT failed_global_position FROM projection_checkpoints WHERE projection_name = "

@@ -2,8 +2,8 @@
 // hostile, passwords must stay secret.
 #include "child_process.hpp"
 #include "daemon_process.hpp"
-#include "projection_state.hpp"
 #include "notify_socket.hpp"
+#include "projection_state.hpp"
 #include "store/demo_events.hpp"
 #include "test_database.hpp"
 #include "wait.hpp"
@@ -49,11 +49,13 @@ TEST_SUITE("faults") {
         TestDatabase db;
         append(db, 40000);
         NotifySocket notify;
-        DaemonProcess daemon(db, counter_config(250, "", "UPDATE stats SET n = n + 1 WHERE id = 1; SELECT pg_sleep(0.00005)"), {{"NOTIFY_SOCKET", notify.path()}});
+        DaemonProcess daemon(
+            db, counter_config(250, "", "UPDATE stats SET n = n + 1 WHERE id = 1; SELECT pg_sleep(0.00005)"),
+            {{"NOTIFY_SOCKET", notify.path()}});
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(wait_until([&] { return checkpoint(db, "counter") > 5000; }, 60s));
 
-        stop_cluster();  // a clean restart
+        stop_cluster(); // a clean restart
         start_cluster();
         REQUIRE(wait_until([&] { return checkpoint(db, "counter") > 15000; }, 60s));
 
@@ -63,7 +65,8 @@ TEST_SUITE("faults") {
         const auto attempts = [&] {
             const std::string log = daemon.log();
             std::size_t count = 0;
-            for (auto at = log.find("reconnecting in"); at != std::string::npos; at = log.find("reconnecting in", at + 1)) {
+            for (auto at = log.find("reconnecting in"); at != std::string::npos;
+                 at = log.find("reconnecting in", at + 1)) {
                 ++count;
             }
             return count;
@@ -185,7 +188,8 @@ projections:
         CHECK(db.number("SELECT count(*) FROM copies WHERE deep IS NULL") ==
               static_cast<long long>(payloads.size()) - 1);
         CHECK(db.number("SELECT length(text) FROM copies WHERE id = 'odd-9'") == (1 << 20));
-        CHECK(db.scalar("SELECT text FROM copies WHERE id = 'odd-3'") == "Zażółć gęślą jaźń 😀 مرحبا 中文 ‏ é");
+        CHECK(db.scalar("SELECT text FROM copies WHERE id = 'odd-3'") ==
+              "Zażółć gęślą jaźń 😀 مرحبا 中文 ‏ é");
         CHECK(db.scalar("SELECT to_regclass('events')::text") == "events");
     }
 
@@ -210,8 +214,9 @@ projections:
         {
             TempFile config(yaml);
             ChildProcess daemon({projectiond_binary(), "run", "-c", config.path(), "--log-target", "stderr"});
-            REQUIRE(wait_until([&] { return checkpoint(db, "guarded") == db.number("SELECT max(global_position) FROM events"); },
-                               30s));
+            REQUIRE(wait_until(
+                [&] { return checkpoint(db, "guarded") == db.number("SELECT max(global_position) FROM events"); },
+                30s));
             daemon.signal(SIGTERM);
             CHECK(daemon.wait_for_exit(30s) == 0);
             everything += daemon.output() + daemon.errors();
@@ -221,21 +226,20 @@ projections:
         }
         // From a systemd credential.
         {
-            const std::string dir = std::filesystem::path(password_file.path()).parent_path() /
-                                    fmt::format("credentials-{}", ::getpid());
+            const std::string dir =
+                std::filesystem::path(password_file.path()).parent_path() / fmt::format("credentials-{}", ::getpid());
             std::filesystem::create_directories(dir);
             std::ofstream(dir + "/database-password") << secret_password;
-            const auto status = run_command({projectiond_binary(), "--database-url", url, "status"},
-                                            {{"CREDENTIALS_DIRECTORY", dir}});
+            const auto status =
+                run_command({projectiond_binary(), "--database-url", url, "status"}, {{"CREDENTIALS_DIRECTORY", dir}});
             CHECK(status.exit_code == 0);
             everything += status.out + status.err;
             std::filesystem::remove_all(dir);
         }
         // In the URL: works, and the process title shows asterisks.
         {
-            const std::string with_password =
-                fmt::format("postgresql://{}:{}@/{}?host={}", secret_role, secret_password, db.name(),
-                            std::getenv("PGHOST"));
+            const std::string with_password = fmt::format("postgresql://{}:{}@/{}?host={}", secret_role,
+                                                          secret_password, db.name(), std::getenv("PGHOST"));
             TempFile config("projections:\n  - name: titled\n    log: true\n");
             ChildProcess daemon({projectiond_binary(), "run", "-c", config.path(), "--database-url", with_password,
                                  "--log-target", "stderr"});
@@ -251,11 +255,10 @@ projections:
         }
         // A wrong password: a clear error, exit 69, and still no password.
         {
-            const auto wrong = run_command(
-                {projectiond_binary(), "--database-url",
-                 fmt::format("postgresql://{}:{}x@/{}?host={}", secret_role, secret_password, db.name(),
-                             std::getenv("PGHOST")),
-                 "status"});
+            const auto wrong = run_command({projectiond_binary(), "--database-url",
+                                            fmt::format("postgresql://{}:{}x@/{}?host={}", secret_role, secret_password,
+                                                        db.name(), std::getenv("PGHOST")),
+                                            "status"});
             CHECK(wrong.exit_code == 69);
             CHECK(contains(wrong.err, "password authentication failed"));
             everything += wrong.out + wrong.err;

@@ -119,9 +119,9 @@ TEST_SUITE("store") {
         const auto range = store::append_demo_events(conn, 3, "User", "Identity");
         CHECK(range.count == 3);
         CHECK(range.last_position - range.first_position == 2);
-        const store::Result rows = conn.exec(
-            "SELECT payload->>'name', payload->>'email', aggregate_version, event_type, bounded_context, "
-            "aggregate_type FROM events ORDER BY global_position");
+        const store::Result rows =
+            conn.exec("SELECT payload->>'name', payload->>'email', aggregate_version, event_type, bounded_context, "
+                      "aggregate_type FROM events ORDER BY global_position");
         REQUIRE(rows.rows() == 3);
         CHECK(rows.text(0, 0) == "User 1");
         CHECK(rows.text(2, 0) == "User 3");
@@ -135,10 +135,9 @@ TEST_SUITE("store") {
     TEST_CASE("append_events checks the expected version and answers a conflict with SQLSTATE PJ001") {
         TestDatabase db;
         store::Connection conn = db.connect();
-        const store::Result first = conn.exec(
-            "SELECT * FROM append_events('Shop', 'Order', 'o1', 0, "
-            "'[{\"event_type\": \"OrderPlaced\", \"payload\": {\"total\": 3}},"
-            "  {\"event_type\": \"OrderPaid\", \"payload\": {}}]')");
+        const store::Result first = conn.exec("SELECT * FROM append_events('Shop', 'Order', 'o1', 0, "
+                                              "'[{\"event_type\": \"OrderPlaced\", \"payload\": {\"total\": 3}},"
+                                              "  {\"event_type\": \"OrderPaid\", \"payload\": {}}]')");
         REQUIRE(first.rows() == 2);
         CHECK(first.text(1, 1) == "2");
         CHECK(sqlstate_of(conn, "SELECT * FROM append_events('Shop', 'Order', 'o1', 0, "
@@ -184,8 +183,8 @@ TEST_SUITE("store") {
         CHECK(sqlstate_of(older, "SELECT * FROM append_events('C', 'T', 'x', 1, "
                                  "'[{\"event_type\": \"E\", \"payload\": {}}]')") == "40001");
         older.exec("ROLLBACK");
-        CHECK_NOTHROW(older.exec(
-            "SELECT * FROM append_events('C', 'T', 'x', 1, '[{\"event_type\": \"E\", \"payload\": {}}]')"));
+        CHECK_NOTHROW(
+            older.exec("SELECT * FROM append_events('C', 'T', 'x', 1, '[{\"event_type\": \"E\", \"payload\": {}}]')"));
         CHECK(db.number("SELECT count(*) FROM events e1 JOIN events e2 ON e1.aggregate_version < "
                         "e2.aggregate_version WHERE e1.transaction_id > e2.transaction_id") == 0);
     }

@@ -97,9 +97,13 @@ ChildProcess::~ChildProcess() {
     ::unlink(err_path_.c_str());
 }
 
-void ChildProcess::signal(int number) const { ::kill(pid_, number); }
+void ChildProcess::signal(int number) const {
+    ::kill(pid_, number);
+}
 
-bool ChildProcess::running() { return !wait_for_exit(std::chrono::milliseconds(0)).has_value(); }
+bool ChildProcess::running() {
+    return !wait_for_exit(std::chrono::milliseconds(0)).has_value();
+}
 
 std::optional<int> ChildProcess::wait_for_exit(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -118,8 +122,12 @@ std::optional<int> ChildProcess::wait_for_exit(std::chrono::milliseconds timeout
     return exit_code_;
 }
 
-std::string ChildProcess::output() const { return read_file(out_path_); }
-std::string ChildProcess::errors() const { return read_file(err_path_); }
+std::string ChildProcess::output() const {
+    return read_file(out_path_);
+}
+std::string ChildProcess::errors() const {
+    return read_file(err_path_);
+}
 
 CommandResult run_command(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                           std::chrono::milliseconds timeout) {

@@ -24,7 +24,9 @@ TempFile::TempFile(const std::string& content, const std::string& suffix) {
     write(content);
 }
 
-TempFile::~TempFile() { ::unlink(path_.c_str()); }
+TempFile::~TempFile() {
+    ::unlink(path_.c_str());
+}
 
 void TempFile::write(const std::string& content) const {
     std::ofstream file(path_, std::ios::binary | std::ios::trunc);
@@ -34,13 +36,15 @@ void TempFile::write(const std::string& content) const {
 DaemonProcess::DaemonProcess(const TestDatabase& db, const std::string& config_yaml,
                              std::map<std::string, std::string> env, std::vector<std::string> extra_args)
     : env_(std::move(env)), config_(config_yaml) {
-    argv_ = {projectiond_binary(), "run", "-c", config_.path(), "--database-url", db.conninfo(),
-             "--log-target", "stderr"};
+    argv_ = {projectiond_binary(), "run",         "-c",           config_.path(),
+             "--database-url",     db.conninfo(), "--log-target", "stderr"};
     argv_.insert(argv_.end(), extra_args.begin(), extra_args.end());
     child_ = std::make_unique<ChildProcess>(argv_, env_);
 }
 
-bool DaemonProcess::wait_ready(std::chrono::milliseconds timeout) { return wait_for_log("ready:", timeout); }
+bool DaemonProcess::wait_ready(std::chrono::milliseconds timeout) {
+    return wait_for_log("ready:", timeout);
+}
 
 bool DaemonProcess::wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) {
     return wait_until([&] { return log().find(needle) != std::string::npos; }, timeout);

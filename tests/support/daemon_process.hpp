@@ -29,8 +29,8 @@ private:
 
 class DaemonProcess {
 public:
-    DaemonProcess(const TestDatabase& db, const std::string& config_yaml,
-                  std::map<std::string, std::string> env = {}, std::vector<std::string> extra_args = {});
+    DaemonProcess(const TestDatabase& db, const std::string& config_yaml, std::map<std::string, std::string> env = {},
+                  std::vector<std::string> extra_args = {});
 
     ChildProcess& process() noexcept { return *child_; }
     const TempFile& config() const noexcept { return config_; }

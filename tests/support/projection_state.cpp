@@ -9,7 +9,9 @@ namespace projectiond::testing {
 
 using namespace std::chrono_literals;
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
 
 void append(const TestDatabase& db, long long count) {
     store::Connection conn = db.connect();
@@ -18,7 +20,8 @@ void append(const TestDatabase& db, long long count) {
 
 long long checkpoint(const TestDatabase& db, const std::string& projection) {
     return db.number("SELECT coalesce(min(last_global_position), 0) FROM projection_checkpoints "
-                     "WHERE projection_name = '" + projection + "'");
+                     "WHERE projection_name = '" +
+                     projection + "'");
 }
 
 long long max_position(const TestDatabase& db) {
@@ -32,13 +35,14 @@ bool caught_up(const TestDatabase& db, const std::string& projection, std::chron
        AND NOT EXISTS (SELECT 1 FROM events e
                         WHERE (e.transaction_id, e.global_position) > (c.cursor_transaction_id, c.cursor_global_position)))
   FROM projection_checkpoints c
- WHERE c.projection_name = ')sql" + projection + "'";
+ WHERE c.projection_name = ')sql" +
+                            projection + "'";
     return wait_until([&] { return db.scalar(sql) == "t"; }, timeout, 50ms);
 }
 
 bool statement_running(const TestDatabase& db, const std::string& needle, std::chrono::milliseconds timeout) {
-    const std::string sql = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND datname = '" +
-                            db.name() + "' AND query LIKE '%" + needle + "%' AND pid <> pg_backend_pid()";
+    const std::string sql = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND datname = '" + db.name() +
+                            "' AND query LIKE '%" + needle + "%' AND pid <> pg_backend_pid()";
     return wait_until([&] { return db.number(sql) > 0; }, timeout, 1ms);
 }
 

@@ -34,20 +34,28 @@ void run_pg_ctl(const std::string& action, const std::string& mode = "") {
         throw std::runtime_error("not running under scripts/with-postgres");
     }
     const bool as_root = ::getuid() == 0;
-    const std::string command =
-        fmt::format("{}'{}' -D '{}' -l '{}' -w -t 60 {} {} >/dev/null", as_root ? fmt::format("runuser -u {} -- ", user) : "",
-                    pgctl, pgdata, log, mode.empty() ? "" : "-m " + mode, action);
+    const std::string command = fmt::format("{}'{}' -D '{}' -l '{}' -w -t 60 {} {} >/dev/null",
+                                            as_root ? fmt::format("runuser -u {} -- ", user) : "", pgctl, pgdata, log,
+                                            mode.empty() ? "" : "-m " + mode, action);
     if (std::system(command.c_str()) != 0) {
         throw std::runtime_error("pg_ctl " + action + " failed");
     }
 }
 } // namespace
 
-bool cluster_available() { return std::getenv("PROJECTIOND_TEST_PGDATA") != nullptr; }
+bool cluster_available() {
+    return std::getenv("PROJECTIOND_TEST_PGDATA") != nullptr;
+}
 
-void stop_cluster(bool immediate) { run_pg_ctl("stop", immediate ? "immediate" : "fast"); }
-void start_cluster() { run_pg_ctl("start"); }
-void reload_cluster() { run_pg_ctl("reload"); }
+void stop_cluster(bool immediate) {
+    run_pg_ctl("stop", immediate ? "immediate" : "fast");
+}
+void start_cluster() {
+    run_pg_ctl("start");
+}
+void reload_cluster() {
+    run_pg_ctl("reload");
+}
 
 std::string cluster_data_directory() {
     const char* pgdata = std::getenv("PROJECTIOND_TEST_PGDATA");
@@ -75,7 +83,9 @@ TestDatabase::~TestDatabase() {
     }
 }
 
-store::Connection TestDatabase::connect() const { return connect_to(name_); }
+store::Connection TestDatabase::connect() const {
+    return connect_to(name_);
+}
 
 std::string TestDatabase::scalar(const std::string& sql) const {
     store::Connection conn = connect();

@@ -20,7 +20,9 @@ std::string error_of(const std::string& yaml) {
     return {};
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
 
 const char* const spec_example = R"(database:
   url: postgresql:///app?host=/run/postgresql
@@ -133,7 +135,8 @@ projections:
         INSERT INTO t (id)
         VALUES (:aggregate_idd)
 )");
-        CHECK(contains(message, "test.yaml:6:17: in the handler for 'UserCreated': unknown parameter ':aggregate_idd'"));
+        CHECK(
+            contains(message, "test.yaml:6:17: in the handler for 'UserCreated': unknown parameter ':aggregate_idd'"));
         CHECK(contains(message, "did you mean 'aggregate_id'"));
     }
 
@@ -159,7 +162,8 @@ projections:
     }
 
     TEST_CASE("every problem is reported at once") {
-        const auto message = error_of("defaults:\n  batch_size: 0\n  max_retries: x\nprojections: [{name: a, log: true}]\n");
+        const auto message =
+            error_of("defaults:\n  batch_size: 0\n  max_retries: x\nprojections: [{name: a, log: true}]\n");
         CHECK(contains(message, "test.yaml:2:15"));
         CHECK(contains(message, "test.yaml:3:16"));
     }

@@ -16,9 +16,31 @@ namespace {
 
 // Mostly the characters that matter to the SQL scanner.
 std::string random_sql(std::mt19937& random) {
-    static const std::string pieces[] = {
-        "'", "\"", "$", "$$", "$a$", ":", "::", ":aggregate_id", ":payload.a.b", ":nope", "--", "\n", "/*",
-        "*/", ";", "E'", "\\", " ", "x", "1", "SELECT ", "(", ")", "[1:2]", "é"};
+    static const std::string pieces[] = {"'",
+                                         "\"",
+                                         "$",
+                                         "$$",
+                                         "$a$",
+                                         ":",
+                                         "::",
+                                         ":aggregate_id",
+                                         ":payload.a.b",
+                                         ":nope",
+                                         "--",
+                                         "\n",
+                                         "/*",
+                                         "*/",
+                                         ";",
+                                         "E'",
+                                         "\\",
+                                         " ",
+                                         "x",
+                                         "1",
+                                         "SELECT ",
+                                         "(",
+                                         ")",
+                                         "[1:2]",
+                                         "é"};
     std::uniform_int_distribution<std::size_t> pick(0, std::size(pieces) - 1);
     std::uniform_int_distribution<int> length(0, 40);
     std::string out;

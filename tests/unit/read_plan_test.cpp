@@ -7,7 +7,9 @@ using projectiond::config::parse_config;
 using namespace projectiond::projection;
 
 namespace {
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
 
 projectiond::config::Projection projection_from(const std::string& yaml) {
     return parse_config(yaml, "t.yaml").projections.front();
@@ -55,7 +57,8 @@ TEST_SUITE("read plan") {
     TEST_CASE("a filtered read looks at a bounded window of events; an unfiltered one needs none") {
         const ReadPlan filtered(projection_from("projections:\n  - name: a\n    handlers:\n      X: SELECT 1\n"), 0);
         CHECK(contains(filtered.read_sql(), "OFFSET $4::bigint - 1"));
-        CHECK(contains(filtered.read_sql(), "(e.transaction_id, e.global_position) <= (s.reach_xid, s.reach_position)"));
+        CHECK(
+            contains(filtered.read_sql(), "(e.transaction_id, e.global_position) <= (s.reach_xid, s.reach_position)"));
         const ReadPlan everything(projection_from("projections:\n  - name: a\n    log: true\n"), 0);
         CHECK_FALSE(contains(everything.read_sql(), "OFFSET"));
         CHECK(ReadPlan::window_size(100) == 5000);
@@ -63,16 +66,16 @@ TEST_SUITE("read plan") {
     }
 
     TEST_CASE("a catch-all handler reads every event type") {
-        const ReadPlan plan(projection_from("projections:\n  - name: a\n    handlers:\n      \"*\": SELECT :event_id\n"), 0);
+        const ReadPlan plan(
+            projection_from("projections:\n  - name: a\n    handlers:\n      \"*\": SELECT :event_id\n"), 0);
         CHECK_FALSE(contains(plan.read_sql(), "e.event_type"));
         REQUIRE(plan.handler_for("Anything") != nullptr);
         CHECK(plan.handler_for("Anything")->event_type == "*");
     }
 
     TEST_CASE("an exact handler wins over the catch-all") {
-        const ReadPlan plan(projection_from(
-                                "projections:\n  - name: a\n    handlers:\n      \"*\": SELECT 1\n      X: SELECT 2\n"),
-                            0);
+        const ReadPlan plan(
+            projection_from("projections:\n  - name: a\n    handlers:\n      \"*\": SELECT 1\n      X: SELECT 2\n"), 0);
         CHECK(plan.handler_for("X")->event_type == "X");
     }
 

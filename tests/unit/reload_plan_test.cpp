@@ -38,8 +38,10 @@ TEST_SUITE("reload plan") {
     }
 
     TEST_CASE("a changed database section restarts everything") {
-        const auto before = config::parse_config("database: {url: dbname=a}\nprojections: [{name: p, log: true}]\n", "a");
-        const auto after = config::parse_config("database: {url: dbname=b}\nprojections: [{name: p, log: true}]\n", "b");
+        const auto before =
+            config::parse_config("database: {url: dbname=a}\nprojections: [{name: p, log: true}]\n", "a");
+        const auto after =
+            config::parse_config("database: {url: dbname=b}\nprojections: [{name: p, log: true}]\n", "b");
         const auto plan = daemon::plan_reload(before, after);
         CHECK(plan.stop == std::vector<std::string>{"p"});
         CHECK(plan.start.size() == 1);

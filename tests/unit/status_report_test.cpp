@@ -17,29 +17,26 @@ store::PartitionProgress stored(const std::string& name, std::int64_t position, 
     return p;
 }
 
-const config::Config walkthrough =
-    config::parse_config("projections:\n  - name: demo\n    log: true\n", "w.yaml");
+const config::Config walkthrough = config::parse_config("projections:\n  - name: demo\n    log: true\n", "w.yaml");
 } // namespace
 
 TEST_SUITE("status report") {
     TEST_CASE("before the first checkpoint: the reference's 'Not started' lines") {
         store::StoreProgress progress{20, 20, {}};
         const auto entries = cli::status_entries(progress, walkthrough, {});
-        CHECK(cli::render_status_text(progress, entries) ==
-              "Projection: demo\n"
-              "Current checkpoint position: 0\n"
-              "Total events in store: 20\n"
-              "Status: Not started (will process all 20 events)\n");
+        CHECK(cli::render_status_text(progress, entries) == "Projection: demo\n"
+                                                            "Current checkpoint position: 0\n"
+                                                            "Total events in store: 20\n"
+                                                            "Status: Not started (will process all 20 events)\n");
     }
 
     TEST_CASE("part-way: the reference's 'Behind by' line with one decimal") {
         store::StoreProgress progress{20, 20, {stored("demo", 5, 15)}};
         const auto text = cli::render_status_text(progress, cli::status_entries(progress, walkthrough, {}));
-        CHECK(text ==
-              "Projection: demo\n"
-              "Current checkpoint position: 5\n"
-              "Total events in store: 20\n"
-              "Status: Behind by 15 events (25.0% complete)\n");
+        CHECK(text == "Projection: demo\n"
+                      "Current checkpoint position: 5\n"
+                      "Total events in store: 20\n"
+                      "Status: Behind by 15 events (25.0% complete)\n");
     }
 
     TEST_CASE("done: the reference's 'Caught up' line") {
