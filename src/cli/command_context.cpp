@@ -16,7 +16,7 @@ config::Config load_configuration(const GlobalOptions& options, bool required) {
     std::error_code ignored;
     if (!required && !options.config_path_given && !std::filesystem::exists(options.config_path, ignored)) {
         config::Config defaults;
-        defaults.source = "(built-in defaults)";
+        defaults.source = "(no configuration file)";
         return defaults;
     }
     return config::load_config_file(options.config_path);

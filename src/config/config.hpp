@@ -53,7 +53,6 @@ struct Projection {
 
     // The same work: a reload restarts a projection only when this changes.
     bool same_work(const Projection& other) const;
-    const Handler* handler_for(std::string_view event_type) const;
 };
 
 struct DatabaseSettings {
@@ -71,8 +70,7 @@ struct DaemonSettings {
 };
 
 struct Config {
-    std::string source;     // file name, for messages
-    bool from_file = false; // false: built-in defaults, no file was read
+    std::string source; // file name, for messages
     DatabaseSettings database;
     DaemonSettings daemon;
     ProcessingSettings defaults;

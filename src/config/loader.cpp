@@ -52,7 +52,6 @@ public:
     Config load() {
         Config config;
         config.source = source_;
-        config.from_file = true;
         YAML::Node root;
         try {
             root = YAML::Load(std::string(text_));
@@ -461,19 +460,6 @@ bool Projection::same_work(const Projection& other) const {
            bounded_contexts == other.bounded_contexts && event_types == other.event_types &&
            partitions == other.partitions && setup == other.setup && handlers == other.handlers && log == other.log &&
            settings == other.settings;
-}
-
-const Handler* Projection::handler_for(std::string_view event_type) const {
-    const Handler* wildcard = nullptr;
-    for (const Handler& handler : handlers) {
-        if (handler.event_type == event_type) {
-            return &handler;
-        }
-        if (handler.event_type == "*") {
-            wildcard = &handler;
-        }
-    }
-    return wildcard;
 }
 
 const Projection* Config::find(std::string_view name) const {

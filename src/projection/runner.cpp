@@ -291,10 +291,7 @@ Runner::BatchEnd Runner::apply_batch(store::Connection& conn, BatchApplier& appl
             const int applied = request.handle_count + (request.dead_letter_row ? 1 : 0);
             progress.cursor = request.to;
             progress.last_global_position = outcome.last_global_position;
-            health_.update([&](RunnerSnapshot& s) {
-                s.last_global_position = outcome.last_global_position;
-                s.events_handled += request.handle_count;
-            });
+            health_.update([&](RunnerSnapshot& s) { s.last_global_position = outcome.last_global_position; });
             if (applied > 0) {
                 const auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
                 logging::ScopedPosition at(outcome.last_global_position);

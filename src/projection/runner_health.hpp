@@ -28,7 +28,6 @@ struct RunnerSnapshot {
     RunnerState state = RunnerState::starting;
     std::int64_t last_global_position = 0;
     std::int64_t max_global_position = 0; // of the store, at the last read
-    std::int64_t events_handled = 0;      // in this daemon's lifetime
     std::optional<std::string> error;
     bool started = false; // connected once, and owning or waiting to own its partition
 

@@ -90,15 +90,6 @@ bool try_lock_partition(Connection& conn, int lock_key) {
     return result.boolean(0, 0);
 }
 
-bool partition_locked(Connection& conn, int lock_key) {
-    const Result result = conn.exec(R"sql(
-SELECT EXISTS (SELECT 1 FROM pg_locks
-                WHERE locktype = 'advisory' AND granted AND objsubid = 2
-                  AND classid = $1::oid AND objid = $2::integer::oid))sql",
-                                    {std::to_string(advisory_lock_namespace), std::to_string(lock_key)});
-    return result.boolean(0, 0);
-}
-
 void claim_checkpoint(Connection& conn, const std::string& projection, int partition, const std::string& owner) {
     conn.exec(R"sql(
 UPDATE projection_checkpoints

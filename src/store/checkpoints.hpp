@@ -43,8 +43,6 @@ Checkpoint load_checkpoint(Connection& conn, const std::string& projection, int 
 
 // Session-level ownership of one partition; released when the session ends.
 bool try_lock_partition(Connection& conn, int lock_key);
-// True when some session holds the partition's lock right now.
-bool partition_locked(Connection& conn, int lock_key);
 
 // Clears a recorded failure and notes who owns the partition now.
 void claim_checkpoint(Connection& conn, const std::string& projection, int partition, const std::string& owner);

@@ -195,10 +195,6 @@ bool Connection::healthy() const noexcept {
     return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK;
 }
 
-int Connection::backend_pid() const noexcept {
-    return PQbackendPID(conn_);
-}
-
 void Connection::request_cancel() const noexcept {
     if (cancel_ != nullptr) {
         char buffer[256];

@@ -72,7 +72,6 @@ public:
     bool drain_notifications();
 
     bool healthy() const noexcept;
-    int backend_pid() const noexcept;
     PGconn* native() const noexcept { return conn_; }
     // Asks the server to cancel the running statement; callable from any thread.
     void request_cancel() const noexcept;

@@ -42,18 +42,6 @@ int Result::rows() const noexcept {
     return result_ == nullptr ? 0 : PQntuples(result_);
 }
 
-int Result::columns() const noexcept {
-    return result_ == nullptr ? 0 : PQnfields(result_);
-}
-
-int Result::column(const char* name) const {
-    const int index = PQfnumber(result_, name);
-    if (index < 0) {
-        throw std::logic_error(fmt::format("query result has no column '{}'", name));
-    }
-    return index;
-}
-
 bool Result::is_null(int row, int column) const noexcept {
     return PQgetisnull(result_, row, column) != 0;
 }
@@ -90,11 +78,6 @@ std::int64_t Result::int64(int row, int column) const {
 
 bool Result::boolean(int row, int column) const {
     return text(row, column) == "t";
-}
-
-std::int64_t Result::affected_rows() const {
-    const std::string_view count = PQcmdTuples(result_);
-    return count.empty() ? 0 : parse_int64(count, "affected rows");
 }
 
 std::string Result::sqlstate() const {

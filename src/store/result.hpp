@@ -27,8 +27,6 @@ public:
     ExecStatusType status() const noexcept;
     bool ok() const noexcept;
     int rows() const noexcept;
-    int columns() const noexcept;
-    int column(const char* name) const;
 
     bool is_null(int row, int column) const noexcept;
     // The value as text; empty for NULL. Valid while this Result lives.
@@ -36,8 +34,6 @@ public:
     std::optional<std::string> optional_text(int row, int column) const;
     std::int64_t int64(int row, int column) const;
     bool boolean(int row, int column) const;
-    // Rows affected by INSERT/UPDATE/DELETE.
-    std::int64_t affected_rows() const;
 
     std::string sqlstate() const;
     std::string error_message() const;
