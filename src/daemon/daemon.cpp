@@ -116,7 +116,7 @@ private:
                 return exit_ok;
             } catch (const store::DatabaseError& error) {
                 if (!error.transient()) {
-                    spdlog::error("{}; fix the setup SQL in {} and start again", error.what(), config_.source);
+                    spdlog::error("{}; not starting (configuration {})", error.what(), config_.source);
                     return exit_config;
                 }
                 const auto delay = backoff.next();
