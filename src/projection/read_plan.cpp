@@ -9,18 +9,6 @@ namespace projectiond::projection {
 
 namespace {
 
-// Columns of `events` a parameter can name directly, with the SQL that reads it.
-std::string column_expression(std::string_view parameter) {
-    if (parameter == "global_position" || parameter == "aggregate_version" || parameter == "event_version" ||
-        parameter == "payload" || parameter == "metadata" || parameter == "created_at" || parameter == "event_id" ||
-        parameter == "aggregate_type" || parameter == "bounded_context" || parameter == "trace_id" ||
-        parameter == "correlation_id" || parameter == "causation_id" || parameter == "aggregate_id" ||
-        parameter == "event_type") {
-        return fmt::format("b.{}", parameter);
-    }
-    return {};
-}
-
 // The event types worth reading: without a "*" handler or `log: true`, an
 // event no handler takes only needs to move the cursor, which the settled
 // cursor does without reading it.
@@ -78,7 +66,8 @@ int ReadPlan::column_for(const std::string& parameter) {
     const auto [base, path] = config::split_json_path(parameter);
     std::string expression;
     if (path.empty()) {
-        expression = column_expression(base);
+        // The loader accepted only event fields, and each is a column of events.
+        expression = fmt::format("b.{}", base);
     } else {
         // The path is bound as a text[] parameter, not written into the SQL.
         std::vector<std::string> segments;
