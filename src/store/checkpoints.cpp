@@ -90,6 +90,12 @@ bool try_lock_partition(Connection& conn, int lock_key) {
     return result.boolean(0, 0);
 }
 
+std::string partition_owned_sql(std::string_view lock_key) {
+    return fmt::format("EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+                       "AND l.objsubid = 2 AND l.classid = {}::oid AND l.objid = ({})::oid)",
+                       advisory_lock_namespace, lock_key);
+}
+
 void claim_checkpoint(Connection& conn, const std::string& projection, int partition, const std::string& owner) {
     conn.exec(R"sql(
 UPDATE projection_checkpoints
@@ -119,15 +125,11 @@ ResetResult reset_checkpoints(Connection& conn, const std::string& projection, i
     try {
         // Lock the rows, then make sure no runner owns any of them: a runner
         // takes its advisory lock before it reads the row, and re-reads it after.
-        const Result rows = conn.exec(R"sql(
-SELECT partition_index, lock_key,
-       EXISTS (SELECT 1 FROM pg_locks l
-                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                  AND l.classid = $2::oid AND l.objid = c.lock_key::oid) AS owned
-  FROM projection_checkpoints c
- WHERE projection_name = $1
-   FOR UPDATE)sql",
-                                      {projection, std::to_string(advisory_lock_namespace)});
+        const Result rows = conn.exec(fmt::format("SELECT partition_index, lock_key, {} AS owned "
+                                                  "FROM projection_checkpoints c WHERE projection_name = $1 "
+                                                  "FOR UPDATE",
+                                                  partition_owned_sql("c.lock_key")),
+                                      {projection});
         for (int row = 0; row < rows.rows(); ++row) {
             if (rows.boolean(row, 2)) {
                 throw DatabaseError(

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace projectiond::store {
 
@@ -43,6 +44,9 @@ Checkpoint load_checkpoint(Connection& conn, const std::string& projection, int 
 
 // Session-level ownership of one partition; released when the session ends.
 bool try_lock_partition(Connection& conn, int lock_key);
+// An SQL condition, true while some session holds the lock try_lock_partition
+// takes for the lock_key in the SQL expression `lock_key`.
+std::string partition_owned_sql(std::string_view lock_key);
 
 // Clears a recorded failure and notes who owns the partition now.
 void claim_checkpoint(Connection& conn, const std::string& projection, int partition, const std::string& owner);

@@ -1,6 +1,6 @@
 #include "store/progress.hpp"
 
-#include "store/migrations.hpp"
+#include "store/checkpoints.hpp"
 
 #include <fmt/format.h>
 
@@ -9,7 +9,7 @@ namespace projectiond::store {
 StoreProgress read_progress(Connection& conn) {
     StoreProgress progress;
     // One statement, so the totals and the checkpoints come from one snapshot.
-    const Result result = conn.exec(
+    const Result result = conn.exec(fmt::format(
         R"sql(
 WITH totals AS (
     SELECT count(*) AS total, coalesce(max(global_position), 0) AS max_position FROM events)
@@ -20,14 +20,12 @@ SELECT t.total, t.max_position,
            AS remaining,
        c.events_processed, c.state, c.last_error, c.failed_global_position,
        to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
-       EXISTS (SELECT 1 FROM pg_locks l
-                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                  AND l.classid = $1::oid AND l.objid = c.lock_key::oid) AS running,
+       {} AS running,
        c.owner
   FROM totals t
   LEFT JOIN projection_checkpoints c ON true
  ORDER BY c.projection_name, c.partition_index)sql",
-        {std::to_string(advisory_lock_namespace)});
+        partition_owned_sql("c.lock_key")));
     for (int row = 0; row < result.rows(); ++row) {
         progress.total_events = result.int64(row, 0);
         progress.max_global_position = result.int64(row, 1);

@@ -236,6 +236,7 @@ TEST_SUITE("store") {
 
         store::Connection owner = db.connect();
         REQUIRE(store::try_lock_partition(owner, checkpoint.lock_key));
+        CHECK(store::read_progress(conn).partitions.at(0).running);
         try {
             store::reset_checkpoints(conn, "p", 1, 0);
             FAIL("reset should refuse while the partition is owned");
