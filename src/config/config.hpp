@@ -24,18 +24,30 @@ struct SourceMark {
 // Settings under `defaults:` that a projection may override.
 struct ProcessingSettings {
     int batch_size = 100;
-    Duration poll_interval = 1s;
+    Duration poll_interval = 1s; // how often a runner looks for new events when nothing wakes it
     OnError on_error = OnError::stop;
     int max_retries = 5;
+    Duration exec_timeout = 30s; // an `exec` handler's reply to one event
     bool operator==(const ProcessingSettings&) const = default;
+};
+
+enum class HandlerKind {
+    sql,    // statements run once per event, with named parameters
+    batch,  // statements run once per run of consecutive matching events, over the relation `batch`
+    exec,   // a long-lived child process speaking JSON lines (SPEC section 11)
+    plugin, // a shared object with the C ABI of <projectiond/handler.h>
 };
 
 struct Handler {
     std::string event_type; // or "*" for any
-    std::vector<RewrittenSql> statements;
-    SourceMark mark; // where its SQL is written; not part of equality
+    HandlerKind kind = HandlerKind::sql;
+    std::vector<RewrittenSql> statements; // sql and batch (batch ones take no parameters)
+    std::vector<std::string> command;     // exec: the program and its arguments
+    std::string plugin_path;              // plugin: absolute path of the .so
+    SourceMark mark;                      // where its body is written; not part of equality
     bool operator==(const Handler& other) const {
-        return event_type == other.event_type && statements == other.statements;
+        return event_type == other.event_type && kind == other.kind && statements == other.statements &&
+               command == other.command && plugin_path == other.plugin_path;
     }
 };
 
@@ -49,7 +61,12 @@ struct Projection {
     std::vector<Handler> handlers;
     bool log = false;
     ProcessingSettings settings;
+    // Blue/green versions (SPEC section 9): the schema its setup and handlers
+    // run in (search_path), and the version of the read model built there.
+    std::optional<std::string> schema;
+    int version = 1;
     SourceMark mark;
+    SourceMark setup_mark; // where `setup:` is written, for its SQL errors
 
     // The same work: a reload restarts a projection only when this changes.
     bool same_work(const Projection& other) const;
@@ -65,14 +82,30 @@ struct DatabaseSettings {
 };
 
 struct DaemonSettings {
-    Duration shutdown_timeout = 60s; // how long a drain may take before in-flight batches are abandoned
+    Duration shutdown_timeout = 60s;     // how long a drain may take before in-flight batches are abandoned
+    int max_connections = 10;            // PostgreSQL connections of this daemon, all uses included
+    Duration lease_timeout = 20s;        // a daemon that has not renewed its lease for this long loses its partitions
+    Duration log_interval = 10s;         // one progress line per projection at most this often (info level)
+    Duration watermark_warn_after = 10s; // warn about a transaction holding committed events back after this
     bool operator==(const DaemonSettings&) const = default;
+};
+
+struct HttpSettings {
+    std::optional<std::string> listen; // "HOST:PORT"; absent: no HTTP server
+    bool operator==(const HttpSettings&) const = default;
+};
+
+struct HealthSettings {
+    std::optional<Duration> max_lag; // /health is 503 when a projection's lag in seconds exceeds it
+    bool operator==(const HealthSettings&) const = default;
 };
 
 struct Config {
     std::string source; // file name, for messages
     DatabaseSettings database;
     DaemonSettings daemon;
+    HttpSettings http;
+    HealthSettings health;
     ProcessingSettings defaults;
     std::vector<Projection> projections;
 

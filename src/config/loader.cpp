@@ -459,7 +459,7 @@ bool Projection::same_work(const Projection& other) const {
     return name == other.name && aggregate_types == other.aggregate_types &&
            bounded_contexts == other.bounded_contexts && event_types == other.event_types &&
            partitions == other.partitions && setup == other.setup && handlers == other.handlers && log == other.log &&
-           settings == other.settings;
+           settings == other.settings && schema == other.schema && version == other.version;
 }
 
 const Projection* Config::find(std::string_view name) const {
