@@ -5,8 +5,9 @@
 //
 // Prints figures and ratios; it asserts nothing.
 #include "config/loader.hpp"
-#include "daemon/projection_setup.hpp"
+#include "in_process.hpp"
 #include "projection/runner.hpp"
+#include "store/checkpoints.hpp"
 #include "store/connect.hpp"
 #include "store/demo_events.hpp"
 #include "store/migrations.hpp"
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <string>
 #include <thread>
@@ -52,36 +54,15 @@ struct Bench {
 
     store::Connection open() const { return store::Connection::open(connect); }
 
-    // Runs one projection's partitions in-process until every checkpoint
-    // reaches the end; returns seconds.
+    // Runs one projection until every checkpoint reaches the end; returns seconds.
     double catch_up(const std::string& yaml, long long target) const {
         const auto config = config::parse_config(yaml, "bench.yaml");
-        const auto& projection = config.projections.front();
-        {
-            store::Connection setup = open();
-            daemon::run_setup(setup, {&projection});
-        }
-        projection::RunnerSettings settings{connect, config.database, "bench"};
         const auto start = Clock::now();
-        std::vector<std::unique_ptr<projection::Runner>> runners;
-        for (int partition = 0; partition < projection.partitions; ++partition) {
-            runners.push_back(std::make_unique<projection::Runner>(projection, partition, settings));
-            runners.back()->start();
+        bench::InProcessDaemon engine(connect, config);
+        while (engine.lowest(config.projections.front().name) < target) {
+            std::this_thread::sleep_for(200us);
         }
-        for (const auto& runner : runners) {
-            while (runner->health().snapshot().last_global_position < target) {
-                if (runner->health().snapshot().state == projection::RunnerState::failed) {
-                    throw std::runtime_error("projection failed: " + runner->health().snapshot().error.value_or(""));
-                }
-                std::this_thread::sleep_for(200us);
-            }
-        }
-        const double elapsed = seconds_since(start);
-        for (const auto& runner : runners) {
-            runner->request(projection::StopLevel::drain);
-            runner->join();
-        }
-        return elapsed;
+        return seconds_since(start);
     }
 };
 
@@ -173,8 +154,8 @@ projections:
     fmt::print("  rows projected: {} and {} (partitioned) of {}\n", projected, projected_split, events);
     fmt::print("  process RSS: {} KiB before, peak {} KiB after the upsert run\n\n", rss_before, rss_after_upsert);
 
-    // Append-to-applied latency with a 10 s poll interval: only the
-    // notification can make it fast.
+    // Append-to-applied latency with a 10 s poll interval: the watcher must
+    // wake the runner.
     {
         const auto config = config::parse_config(R"(defaults:
   poll_interval: 10s
@@ -187,17 +168,15 @@ projections:
                                                  "latency.yaml");
         {
             store::Connection setup = bench.open();
-            setup.exec(config.projections.front().setup);
+            store::register_projection(setup, "latency", 1);
             // Start this projection at the end of the store.
-            setup.exec("INSERT INTO projection_checkpoints (projection_name, cursor_transaction_id, "
-                       "cursor_global_position, last_global_position) SELECT 'latency', transaction_id, "
-                       "global_position, global_position FROM events ORDER BY transaction_id DESC, "
-                       "global_position DESC LIMIT 1");
+            setup.exec("UPDATE projection_checkpoints c SET (cursor_store_epoch, cursor_transaction_id, "
+                       "cursor_global_position, last_global_position) = (SELECT store_epoch, transaction_id, "
+                       "global_position, global_position FROM events ORDER BY store_epoch DESC, transaction_id DESC, "
+                       "global_position DESC LIMIT 1) WHERE projection_name = 'latency'");
         }
-        projection::RunnerSettings settings{bench.connect, config.database, "bench"};
-        projection::Runner runner(config.projections.front(), 0, settings);
-        runner.start();
-        while (runner.health().snapshot().state != projection::RunnerState::caught_up) {
+        bench::InProcessDaemon engine(bench.connect, config);
+        while (engine.lowest("latency") < max_position) {
             std::this_thread::sleep_for(1ms);
         }
         std::vector<double> latencies;
@@ -205,14 +184,12 @@ projections:
         for (int i = 0; i < 200; ++i) {
             const auto sent = Clock::now();
             const auto range = store::append_demo_events(appender, 1, "User", "Identity");
-            while (runner.health().snapshot().last_global_position < range.last_position) {
+            while (engine.lowest("latency") < range.last_position) {
                 std::this_thread::sleep_for(100us);
             }
             latencies.push_back(seconds_since(sent) * 1000.0);
             std::this_thread::sleep_for(5ms);
         }
-        runner.request(projection::StopLevel::drain);
-        runner.join();
         std::sort(latencies.begin(), latencies.end());
         fmt::print("append-to-applied latency, poll_interval 10s, 200 single-event appends:\n");
         fmt::print("  p50 {:.2f} ms, p95 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms\n", latencies[100], latencies[190],

@@ -6,13 +6,13 @@
 //
 // Prints figures; asserts nothing.
 #include "config/loader.hpp"
-#include "daemon/projection_setup.hpp"
-#include "projection/runner.hpp"
+#include "in_process.hpp"
 #include "store/migrations.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <memory>
 #include <chrono>
 #include <random>
 #include <set>
@@ -52,12 +52,7 @@ projections:
       "*": INSERT INTO seen VALUES (:global_position)
 )",
                                              "gaps.yaml");
-    {
-        store::Connection conn = store::Connection::open(options);
-        daemon::run_setup(conn, {&config.projections.front()});
-    }
-    projection::Runner runner(config.projections.front(), 0, {options, config.database, "bench"});
-    runner.start();
+    auto runner = std::make_unique<bench::InProcessDaemon>(options, config);
 
     // The reference's reader: poll for positions above the highest one seen.
     std::atomic<bool> appending{true};
@@ -111,8 +106,7 @@ projections:
     while (conn.exec("SELECT count(*) FROM seen").int64(0, 0) < total) {
         std::this_thread::sleep_for(10ms);
     }
-    runner.request(projection::StopLevel::drain);
-    runner.join();
+    runner.reset();
     const long long runner_seen = conn.exec("SELECT count(*) FROM seen").int64(0, 0);
 
     const auto share = [&](long long seen) { return 100.0 * static_cast<double>(total - seen) / total; };

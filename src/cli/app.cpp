@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <iostream>
 
@@ -29,7 +30,8 @@ constexpr const char* description =
 
 constexpr const char* epilog =
     "\nExit status: 0 success, 64 usage error, 65 bad input data, 69 database unavailable or\n"
-    "schema not migrated, 70 internal error, 78 configuration error.\n"
+    "schema not migrated, 70 internal error, 78 configuration error; `status` exits 1 when a\n"
+    "selected projection has failed.\n"
     "Environment: PROJECTIOND_CONFIG (configuration file), PGHOST, PGDATABASE, PGUSER, ... (libpq)\n"
     "when neither database.url nor --database-url is given; NOTIFY_SOCKET, WATCHDOG_USEC,\n"
     "JOURNAL_STREAM and CREDENTIALS_DIRECTORY from systemd.\n"
@@ -106,15 +108,31 @@ int dispatch(int argc, char** argv) {
     auto* status_cmd = app.add_subcommand("status", "show each projection's checkpoint, lag and state");
     status_cmd->add_flag("--json", status.json, "print one JSON document");
     status_cmd->add_option("NAME", status.names, "only these projections");
+    double watch_seconds = 0;
+    auto* watch_flag = status_cmd
+                           ->add_option("--watch", watch_seconds,
+                                        "redraw every SECONDS (default 2) with rates and ETAs, until Ctrl+C")
+                           ->expected(0, 1)
+                           ->default_str("2");
+    watch_flag->check(CLI::Range(0.1, 3600.0).description("SECONDS from 0.1 to 3600"));
 
     auto* check = app.add_subcommand("check-config", "validate the configuration and exit");
 
     ResetOptions reset;
-    std::int64_t to_position = -1;
-    auto* reset_cmd = app.add_subcommand("reset", "rewind a projection's checkpoint so that it reprocesses");
+    std::string to_position;
+    auto* reset_cmd = app.add_subcommand("reset", "rewind a projection so that it processes again exactly the events "
+                                                  "after a position");
     reset_cmd->add_option("NAME", reset.name, "projection to rewind")->required();
-    reset_cmd->add_option("--to-position", to_position, "reprocess the events after this position (default 0)")
-        ->check(CLI::NonNegativeNumber);
+    reset_cmd->add_option("--to-position", to_position,
+                          "process again exactly the events after this position (default 0: all of them)");
+
+    std::string pause_name;
+    auto* pause_cmd = app.add_subcommand("pause", "stop processing a projection, in every daemon, until resumed");
+    pause_cmd->add_option("NAME", pause_name, "projection to pause")->required();
+    std::string resume_name;
+    auto* resume_cmd = app.add_subcommand("resume", "process a paused projection again, or retry one that failed "
+                                                    "(on_error: stop), without restarting any daemon");
+    resume_cmd->add_option("NAME", resume_name, "projection to resume")->required();
 
     DeadLetterOptions dead;
     std::string dead_name;
@@ -151,14 +169,31 @@ int dispatch(int argc, char** argv) {
         return run_append(options, append);
     }
     if (*status_cmd) {
+        if (watch_flag->count() > 0) {
+            status.watch_seconds = watch_seconds > 0 ? watch_seconds : 2.0;
+        }
         return run_status(options, status);
+    }
+    if (*pause_cmd) {
+        return run_pause(options, pause_name, true);
+    }
+    if (*resume_cmd) {
+        return run_pause(options, resume_name, false);
     }
     if (*check) {
         return run_check_config(options);
     }
     if (*reset_cmd) {
-        if (to_position >= 0) {
-            reset.to_position = to_position;
+        if (!to_position.empty()) {
+            std::int64_t value = -1;
+            const auto [end, error] =
+                std::from_chars(to_position.data(), to_position.data() + to_position.size(), value);
+            if (error != std::errc() || end != to_position.data() + to_position.size() || value < 0) {
+                throw CommandError(exit_usage, fmt::format("--to-position must be a position: a whole number, 0 or "
+                                                           "more, not '{}'",
+                                                           to_position));
+            }
+            reset.to_position = value;
         }
         return run_reset(options, reset);
     }

@@ -23,6 +23,7 @@ int run_append(const GlobalOptions& options, const AppendOptions& append);
 struct StatusOptions {
     bool json = false;
     std::vector<std::string> names;
+    std::optional<double> watch_seconds; // --watch: redraw every so many seconds until Ctrl+C
 };
 int run_status(const GlobalOptions& options, const StatusOptions& status);
 
@@ -33,6 +34,9 @@ struct ResetOptions {
     std::optional<std::int64_t> to_position;
 };
 int run_reset(const GlobalOptions& options, const ResetOptions& reset);
+
+// pause NAME / resume NAME
+int run_pause(const GlobalOptions& options, const std::string& name, bool pause);
 
 struct DeadLetterOptions {
     bool json = false;

@@ -12,6 +12,16 @@ int run_dead_letters(const GlobalOptions& options, const DeadLetterOptions& dead
     const config::Config config = load_configuration(options, false);
     store::Connection conn = connect(options, config);
     require_current_schema(conn);
+    if (dead_letters.name && config.find(*dead_letters.name) == nullptr) {
+        const store::Result known = conn.exec(
+            "SELECT 1 FROM projectiond_projections WHERE projection_name = $1 UNION ALL "
+            "SELECT 1 FROM projection_dead_letters WHERE projection_name = $1 LIMIT 1",
+            {*dead_letters.name});
+        if (known.rows() == 0) {
+            throw CommandError(exit_usage, fmt::format("no projection named '{}' in {} or in the database",
+                                                       *dead_letters.name, config.source));
+        }
+    }
     const store::Result rows = conn.exec(R"sql(
 SELECT projection_name, partition_index, global_position, event_id::text, event_type, error,
        coalesce(sqlstate, ''), to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')

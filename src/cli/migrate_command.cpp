@@ -1,6 +1,7 @@
 #include "cli/command_context.hpp"
 #include "cli/commands.hpp"
 #include "cli/exit_codes.hpp"
+#include "store/frontier.hpp"
 #include "store/migrations.hpp"
 
 #include <fmt/format.h>
@@ -19,6 +20,12 @@ int run_migrate(const GlobalOptions& options) {
         fmt::print("Schema is up to date (version {}); nothing to apply\n", state.applied_version);
     } else {
         fmt::print("Schema is now at version {}\n", state.applied_version);
+    }
+    // After a restore or a switch-over into another cluster: order whatever
+    // is appended from now on after everything that was copied in.
+    if (store::begin_epoch_if_moved(conn)) {
+        fmt::print("The store holds rows copied from another cluster: began a new store epoch, so events appended\n"
+                   "from now on are ordered after them. Projections can process again.\n");
     }
     return exit_ok;
 }

@@ -17,7 +17,9 @@ int run_reset(const GlobalOptions& options, const ResetOptions& reset) {
         partitions = projection->partitions;
     } else {
         const store::Result stored = conn.exec(
-            "SELECT max(partition_count) FROM projection_checkpoints WHERE projection_name = $1", {reset.name});
+            "SELECT max(partition_count) FROM projection_checkpoints c JOIN projectiond_projections p "
+            "USING (projection_name) WHERE c.projection_name = $1 AND c.generation = p.live_generation",
+            {reset.name});
         if (stored.is_null(0, 0)) {
             throw CommandError(exit_usage, fmt::format("no projection named '{}' in {} or in the database", reset.name,
                                                        config.source));
@@ -31,11 +33,22 @@ int run_reset(const GlobalOptions& options, const ResetOptions& reset) {
         if (error.sqlstate() == "PJ003") {
             throw CommandError(exit_unavailable, error.what());
         }
+        if (error.sqlstate() == "PJ007") {
+            throw CommandError(exit_usage, error.what());
+        }
         throw;
     }
-    fmt::print("Reset {} ({} partition{}): the events after position {} will be processed again.\n"
-               "Its read-model tables were not touched: clear them first unless its handlers are idempotent.\n",
-               reset.name, partitions, partitions == 1 ? "" : "s", position);
+    if (position == 0) {
+        fmt::print("Reset {} ({} partition{}): every event will be processed again.\n"
+                   "Its read-model tables were not touched: clear them first unless its handlers are idempotent.\n",
+                   reset.name, partitions, partitions == 1 ? "" : "s");
+    } else {
+        fmt::print("Reset {} ({} partition{}): exactly the events after position {} will be processed again\n"
+                   "(and those it had not reached yet), whatever order their transactions committed in.\n"
+                   "Its read-model tables were not touched: remove what the events after position {} wrote first\n"
+                   "unless its handlers are idempotent.\n",
+                   reset.name, partitions, partitions == 1 ? "" : "s", position, position);
+    }
     return exit_ok;
 }
 

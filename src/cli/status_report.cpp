@@ -16,7 +16,8 @@ double percent_complete(const store::StoreProgress& store, const store::Partitio
     if (store.total_events == 0) {
         return 100.0;
     }
-    return 100.0 * static_cast<double>(store.total_events - p.remaining) / static_cast<double>(store.total_events);
+    const auto done = std::max<std::int64_t>(0, store.total_events - p.remaining);
+    return 100.0 * static_cast<double>(done) / static_cast<double>(store.total_events);
 }
 
 std::string header(const StatusEntry& entry) {
@@ -38,17 +39,37 @@ const char* phase_name(Phase phase) {
         return "behind";
     case Phase::caught_up:
         return "caught_up";
+    case Phase::paused:
+        return "paused";
+    case Phase::failed:
+        return "failed";
     }
     return "unknown";
+}
+
+// "15" or "about 1200000", as the count is exact or not.
+std::string count(std::int64_t n, bool estimated) {
+    return estimated ? fmt::format("about {}", n) : std::to_string(n);
 }
 
 } // namespace
 
 Phase phase_of(const store::PartitionProgress& progress) {
+    if (progress.state == "failed") {
+        return Phase::failed;
+    }
+    if (progress.paused) {
+        return Phase::paused;
+    }
     if (!progress.has_checkpoint || !progress.started()) {
         return Phase::not_started;
     }
     return progress.remaining == 0 ? Phase::caught_up : Phase::behind;
+}
+
+bool any_failed(const std::vector<StatusEntry>& entries) {
+    return std::any_of(entries.begin(), entries.end(),
+                       [](const StatusEntry& entry) { return phase_of(entry.progress) == Phase::failed; });
 }
 
 std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, const config::Config& config,
@@ -62,6 +83,7 @@ std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, co
             entry.progress.partition = partition;
             entry.progress.partitions = projection.partitions;
             entry.progress.remaining = progress.total_events;
+            entry.progress.remaining_estimated = progress.total_estimated;
             entries.emplace(std::pair(projection.name, partition), std::move(entry));
         }
     }
@@ -90,10 +112,16 @@ std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, co
 
 std::string render_status_text(const store::StoreProgress& progress, const std::vector<StatusEntry>& entries) {
     std::string out;
+    const std::string total = count(progress.total_events, progress.total_estimated);
+    // Positions come from a sequence: rolled-back appends leave gaps, so the
+    // last position may be above the number of events. Say so, once.
+    const std::string total_line =
+        progress.max_global_position > progress.total_events && !progress.total_estimated
+            ? fmt::format("Total events in store: {} (positions run up to {}: rolled-back appends leave gaps)\n",
+                          total, progress.max_global_position)
+            : fmt::format("Total events in store: {}\n", total);
     if (entries.empty()) {
-        out +=
-            fmt::format("No projections are configured or stored.\nTotal events in store: {}\n", progress.total_events);
-        return out;
+        return "No projections are configured or stored.\n" + total_line;
     }
     for (const auto& entry : entries) {
         const auto& p = entry.progress;
@@ -102,23 +130,37 @@ std::string render_status_text(const store::StoreProgress& progress, const std::
         }
         out += header(entry) + '\n';
         out += fmt::format("Current checkpoint position: {}\n", p.last_global_position);
-        out += fmt::format("Total events in store: {}\n", progress.total_events);
+        out += total_line;
         switch (phase_of(p)) {
         case Phase::not_started:
-            out += fmt::format("Status: Not started (will process all {} events)\n", progress.total_events);
+            out += fmt::format("Status: Not started (will process all {} events)\n", total);
             break;
         case Phase::caught_up:
             out += "Status: Caught up (all events processed)\n";
             break;
         case Phase::behind:
-            out += fmt::format("Status: Behind by {} events ({:.1f}% complete)\n", p.remaining,
-                               percent_complete(progress, p));
+            out += fmt::format("Status: Behind by {} events ({:.1f}% complete)\n",
+                               count(p.remaining, p.remaining_estimated), percent_complete(progress, p));
+            break;
+        case Phase::paused:
+            out += fmt::format("Status: Paused (behind by {} events); `projectiond resume {}` continues\n",
+                               count(p.remaining, p.remaining_estimated), p.projection);
+            break;
+        case Phase::failed:
+            out += fmt::format("Status: Failed at position {} (event {}): {}\n",
+                               p.failed_position ? std::to_string(*p.failed_position) : std::string("?"),
+                               p.failed_event_id.value_or("?"), p.last_error.value_or("(no error recorded)"));
             break;
         }
-        if (p.state == "failed") {
-            out += fmt::format("State: failed at position {}: {}\n",
-                               p.failed_position ? std::to_string(*p.failed_position) : std::string("?"),
-                               p.last_error.value_or("(no error recorded)"));
+        if (p.running && p.owner) {
+            out += fmt::format("Run by: {}\n", *p.owner);
+        }
+    }
+    if (!progress.daemons.empty()) {
+        out += fmt::format("\nDaemons sharing the work: {}\n", progress.daemons.size());
+        for (const auto& daemon : progress.daemons) {
+            out += fmt::format("  {} pid {} (projectiond {}): {} partition{}\n", daemon.host, daemon.pid,
+                               daemon.version, daemon.owned, daemon.owned == 1 ? "" : "s");
         }
     }
     return out;
@@ -129,29 +171,46 @@ nlohmann::json render_status_json(const store::StoreProgress& progress, const st
     for (const auto& entry : entries) {
         const auto& p = entry.progress;
         const Phase phase = phase_of(p);
+        const bool started = p.has_checkpoint && p.started();
         nlohmann::json item = {
             {"name", p.projection},
             {"partition", p.partition},
             {"partitions", p.partitions},
+            {"generation", p.generation},
             {"configured", entry.configured},
             {"checkpoint", p.last_global_position},
             {"total_events", progress.total_events},
-            {"behind", phase == Phase::not_started ? progress.total_events : p.remaining},
-            {"percent_complete", phase == Phase::not_started ? 0.0 : percent_complete(progress, p)},
+            {"behind", started ? p.remaining : progress.total_events},
+            {"behind_estimated", started ? p.remaining_estimated : progress.total_estimated},
+            {"percent_complete", started ? percent_complete(progress, p) : 0.0},
             {"status", phase_name(phase)},
             {"state", p.state},
+            {"paused", p.paused},
             {"running", p.running},
             {"events_processed", p.events_processed},
             {"error", p.last_error ? nlohmann::json(*p.last_error) : nlohmann::json(nullptr)},
             {"failed_position", p.failed_position ? nlohmann::json(*p.failed_position) : nlohmann::json(nullptr)},
+            {"failed_event_id", p.failed_event_id ? nlohmann::json(*p.failed_event_id) : nlohmann::json(nullptr)},
             {"updated_at", p.updated_at ? nlohmann::json(*p.updated_at) : nlohmann::json(nullptr)},
-            {"owner", p.owner ? nlohmann::json(*p.owner) : nlohmann::json(nullptr)},
+            {"owner", p.running && p.owner ? nlohmann::json(*p.owner) : nlohmann::json(nullptr)},
         };
         projections.push_back(std::move(item));
     }
+    nlohmann::json daemons = nlohmann::json::array();
+    for (const auto& daemon : progress.daemons) {
+        daemons.push_back({{"id", daemon.id},
+                           {"host", daemon.host},
+                           {"pid", daemon.pid},
+                           {"version", daemon.version},
+                           {"started_at", daemon.started_at},
+                           {"lease_seconds_left", daemon.lease_left_seconds},
+                           {"partitions", daemon.owned}});
+    }
     return {{"total_events", progress.total_events},
+            {"total_estimated", progress.total_estimated},
             {"max_global_position", progress.max_global_position},
-            {"projections", std::move(projections)}};
+            {"projections", std::move(projections)},
+            {"daemons", std::move(daemons)}};
 }
 
 } // namespace projectiond::cli

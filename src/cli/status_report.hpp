@@ -17,7 +17,7 @@ struct StatusEntry {
     bool configured = false; // named by the configuration (else only found in the database)
 };
 
-enum class Phase { not_started, behind, caught_up };
+enum class Phase { not_started, behind, caught_up, paused, failed };
 
 Phase phase_of(const store::PartitionProgress& progress);
 
@@ -28,6 +28,8 @@ std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, co
                                         const std::vector<std::string>& names);
 
 std::string render_status_text(const store::StoreProgress& progress, const std::vector<StatusEntry>& entries);
+// True when a selected projection has failed: `status` then exits 1.
+bool any_failed(const std::vector<StatusEntry>& entries);
 nlohmann::json render_status_json(const store::StoreProgress& progress, const std::vector<StatusEntry>& entries);
 
 } // namespace projectiond::cli

@@ -1,23 +1,32 @@
 #include "daemon/daemon.hpp"
 
+#include "build_config.hpp"
 #include "config/loader.hpp"
+#include "daemon/engine.hpp"
 #include "daemon/projection_setup.hpp"
 #include "daemon/signals.hpp"
 #include "daemon/supervisor.hpp"
-#include "projection/backoff.hpp"
+#include "projection/frontier_board.hpp"
 #include "projection/handler_check.hpp"
 #include "store/connect.hpp"
+#include "store/connection_pool.hpp"
 #include "store/database_error.hpp"
 #include "store/migrations.hpp"
+#include "system/backoff.hpp"
+#include "system/unique_fd.hpp"
 #include "systemd/notifier.hpp"
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <climits>
+#include <future>
+#include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 namespace projectiond::daemon {
@@ -31,12 +40,12 @@ constexpr int exit_ok = 0;
 constexpr int exit_unavailable = 69;
 constexpr int exit_config = 78;
 
-std::string owner_name() {
+store::DaemonIdentity identity() {
     char host[HOST_NAME_MAX + 1] = {};
     if (gethostname(host, sizeof host - 1) != 0) {
         host[0] = '\0';
     }
-    return fmt::format("{} pid {}", host, getpid());
+    return store::DaemonIdentity{host, static_cast<int>(getpid()), PROJECTIOND_VERSION};
 }
 
 std::vector<const config::Projection*> all_of(const config::Config& config) {
@@ -47,31 +56,77 @@ std::vector<const config::Projection*> all_of(const config::Config& config) {
     return out;
 }
 
+std::string where(const config::Config& config, const config::SourceMark& mark) {
+    return mark.line > 0 ? fmt::format("{}:{}:{}", config.source, mark.line, mark.column) : config.source;
+}
+
+// Runs the setups, compiles the handlers and registers the projections
+// (creating their checkpoint rows). Returns the live generation of each, or
+// throws config::ConfigError with every problem, each with its place.
+std::map<std::string, int> prepare_projections(store::Connection& conn, const config::Config& config,
+                                               const std::vector<const config::Projection*>& projections) {
+    run_setup(conn, projections);
+    std::vector<std::string> problems =
+        projection::check_handlers(conn, config, projections, projection::SetupHandling::already_run);
+    std::map<std::string, int> generations;
+    for (const config::Projection* projection : projections) {
+        const store::Registration registration =
+            store::register_projection(conn, projection->name, projection->partitions);
+        if (registration.other_partition_count) {
+            problems.push_back(fmt::format(
+                "{}: projection '{}' is configured for {} partitions but was processed in {}: aggregates would "
+                "change partition mid-stream. Keep `partitions: {}`, or rebuild the read model (a `version:` "
+                "bump with a `schema:`, or clear its tables and run `projectiond reset {}`)",
+                where(config, projection->mark), projection->name, projection->partitions,
+                *registration.other_partition_count, *registration.other_partition_count, projection->name));
+        }
+        generations[projection->name] = registration.generation;
+    }
+    if (!problems.empty()) {
+        throw config::ConfigError(fmt::format("{}", fmt::join(problems, "\n")));
+    }
+    return generations;
+}
+
+// A reload prepared off the main loop: the new configuration, what changes,
+// and the setups run and handlers checked, or why it cannot be applied.
+struct PreparedReload {
+    std::optional<config::Config> next;
+    std::map<std::string, int> generations;
+    std::string error;
+    bool interrupted = false;
+};
+
 class Daemon {
 public:
     Daemon(config::Config config, const DaemonOptions& options)
-        : config_(std::move(config)), options_(options), supervisor_(runner_settings(config_)) {
+        : config_(std::move(config)), options_(options), reload_interrupt_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
         interrupt_.fd = signals_.fd();
         interrupt_.give_up = [this] { return take_signals_while_starting(); };
+        reload_interrupt_.fd = reload_interrupt_fd_.get();
+        reload_interrupt_.give_up = [] { return true; };
     }
 
     int run() {
-        spdlog::info("projectiond starting: {} projection{}, configuration {}", config_.projections.size(),
-                     config_.projections.size() == 1 ? "" : "s", config_.source);
+        spdlog::info("projectiond {} starting: {} projection{}, configuration {}", PROJECTIOND_VERSION,
+                     config_.projections.size(), config_.projections.size() == 1 ? "" : "s", config_.source);
         notifier_.status("starting");
-        if (const int code = prepare_database(); code >= 0) {
+        std::map<std::string, int> generations;
+        if (const int code = prepare_database(generations); code >= 0) {
             return code;
         }
+        engine_ = std::make_unique<Engine>(
+            EngineSettings{store::connect_options(config_.database, options_.database_url), config_, identity()});
         for (const auto& projection : config_.projections) {
-            supervisor_.start(projection);
+            engine_->supervisor().start(projection, generations.at(projection.name));
         }
+        engine_->start_coordinator();
         return main_loop();
     }
 
 private:
-    projection::RunnerSettings runner_settings(const config::Config& config) const {
-        return projection::RunnerSettings{store::connect_options(config.database, options_.database_url),
-                                          config.database, owner_name()};
+    store::ConnectOptions connect(const config::Config& config) const {
+        return store::connect_options(config.database, options_.database_url);
     }
 
     // While starting, a TERM or INT ends the start; a HUP is noted for later.
@@ -88,47 +143,65 @@ private:
         return stop_requested_;
     }
 
-    // Waits for the database, checks the schema and runs the setups.
-    // Returns an exit code to leave with, or -1 to go on.
-    int prepare_database() {
-        projection::Backoff backoff(500ms, 30s);
+    // Waits for the database, checks the schema, runs the setups and
+    // registers the projections. Returns an exit code to leave with, or -1.
+    int prepare_database(std::map<std::string, int>& generations) {
+        system::Backoff backoff(500ms, 30s);
         for (;;) {
             try {
                 store::ConnectOptions options = store::connect_options(config_.database, options_.database_url);
                 options.interrupt = &interrupt_;
                 options.application_name = "projectiond setup";
                 store::Connection conn = store::Connection::open(options);
+                store::configure_session(conn, config_.database, config_.daemon.lease_timeout);
                 const store::SchemaState schema = store::schema_state(conn);
+                if (!schema.altered.empty()) {
+                    spdlog::error("{}", store::describe_altered(schema));
+                    return exit_unavailable;
+                }
                 if (!schema.current()) {
                     spdlog::error("the database schema is at version {} but this projectiond needs version {}: "
                                   "run `projectiond migrate`, then start projectiond again",
                                   schema.applied_version, schema.latest_version);
                     return exit_unavailable;
                 }
-                run_setup(conn, all_of(config_));
-                const auto problems =
-                    projection::check_handlers(conn, config_, all_of(config_), projection::SetupHandling::already_run);
-                for (const auto& problem : problems) {
-                    spdlog::error("{}", problem);
-                }
-                return problems.empty() ? -1 : exit_config;
+                generations = prepare_projections(conn, config_, all_of(config_));
+                return -1;
             } catch (const store::Interrupted&) {
                 return exit_ok;
+            } catch (const config::ConfigError& error) {
+                spdlog::error("not starting:\n{}", error.what());
+                return exit_config;
+            } catch (const store::DatabaseUnavailable& error) {
+                if (error.rejected()) {
+                    spdlog::error("{}; check database.url and the password (password_file or the "
+                                  "database-password credential) in {}; not starting",
+                                  error.what(), config_.source);
+                    return exit_config;
+                }
+                if (!wait_before_retry(backoff, error)) {
+                    return exit_ok;
+                }
             } catch (const store::DatabaseError& error) {
                 if (!error.transient()) {
                     spdlog::error("{}; not starting (configuration {})", error.what(), config_.source);
                     return exit_config;
                 }
-                const auto delay = backoff.next();
-                notifier_.status("waiting for database");
-                spdlog::warn("database unavailable: {}; retrying in {} ms", error.what(), delay.count());
-                pollfd fds{signals_.fd(), POLLIN, 0};
-                ::poll(&fds, 1, static_cast<int>(delay.count()));
-                if (take_signals_while_starting()) {
+                if (!wait_before_retry(backoff, error)) {
                     return exit_ok;
                 }
             }
         }
+    }
+
+    // False when a stop signal came while waiting.
+    bool wait_before_retry(system::Backoff& backoff, const store::DatabaseError& error) {
+        const auto delay = backoff.next();
+        notifier_.status("waiting for database");
+        spdlog::warn("database unavailable: {}; retrying in {} ms", error.what(), delay.count());
+        pollfd fds{signals_.fd(), POLLIN, 0};
+        ::poll(&fds, 1, static_cast<int>(delay.count()));
+        return !take_signals_while_starting();
     }
 
     // A statement can legitimately run for statement_timeout without any sign
@@ -146,13 +219,14 @@ private:
         Clock::time_point drain_deadline;
         Clock::time_point next_ping = Clock::now();
         Clock::time_point next_extend = Clock::now();
+        Clock::time_point next_progress_log = Clock::now() + config_.daemon.log_interval;
         const auto ping_interval = notifier_.watchdog_interval();
         if (stop_requested_) {
             begin_drain(draining, drain_deadline);
         }
 
         for (;;) {
-            auto tick = ready && !draining ? 1000ms : 100ms;
+            auto tick = ready && !draining && !reload_ ? 1000ms : 100ms;
             if (ping_interval) {
                 tick = std::min<std::chrono::milliseconds>(
                     tick, std::chrono::duration_cast<std::chrono::milliseconds>(*ping_interval / 2));
@@ -162,56 +236,66 @@ private:
 
             while (const auto signal = signals_.take()) {
                 if (*signal == SIGHUP) {
-                    if (!draining) {
-                        reload();
+                    if (!draining && ready) {
+                        begin_reload();
+                    } else if (!draining) {
+                        reload_pending_ = true;
                     }
                 } else if (!draining) {
                     spdlog::info("{} received: letting in-flight batches commit, then stopping (send it again to "
                                  "abort them)",
                                  *signal == SIGINT ? "SIGINT" : "SIGTERM");
+                    cancel_reload();
                     begin_drain(draining, drain_deadline);
                 } else if (!aborted) {
                     spdlog::warn("second stop signal: rolling back in-flight batches and stopping now");
-                    supervisor_.request_all(projection::StopLevel::abort);
+                    engine_->supervisor().request_all(projection::StopLevel::abort);
                     aborted = true;
                 }
             }
-            supervisor_.reap();
+            engine_->supervisor().reap();
+            finish_reload_if_done();
 
             const auto now = Clock::now();
-            if (!ready && !draining && supervisor_.all_started()) {
+            if (!ready && !draining && engine_->coordinator().ready() && engine_->supervisor().all_started()) {
                 ready = true;
                 notifier_.ready();
-                spdlog::info("ready: {} runner{} started", supervisor_.runner_count(),
-                             supervisor_.runner_count() == 1 ? "" : "s");
+                spdlog::info("ready: {} runner{} started", engine_->supervisor().runner_count(),
+                             engine_->supervisor().runner_count() == 1 ? "" : "s");
                 if (reload_pending_) {
                     reload_pending_ = false;
-                    reload();
+                    begin_reload();
                 }
             }
             if (ping_interval && now >= next_ping) {
                 next_ping = now + *ping_interval;
-                if (supervisor_.all_alive(stall_limit())) {
+                const bool coordinator_alive = now - engine_->coordinator().last_beat() <= stall_limit();
+                if (engine_->supervisor().all_alive(stall_limit()) && coordinator_alive) {
                     notifier_.watchdog();
                     wedge_reported = false;
                 } else if (!wedge_reported) {
-                    spdlog::error("a runner has shown no progress for over {} s; withholding the watchdog ping so "
-                                  "that systemd restarts the service",
+                    spdlog::error("{} has shown no progress for over {} s; withholding the watchdog ping so that "
+                                  "systemd restarts the service",
+                                  coordinator_alive ? "a runner" : "the coordinator",
                                   std::chrono::duration_cast<std::chrono::seconds>(stall_limit()).count());
                     wedge_reported = true;
                 }
             }
+            if (now >= next_progress_log) {
+                next_progress_log = now + config_.daemon.log_interval;
+                engine_->supervisor().log_progress(engine_->board().view().max_position);
+            }
             if (!draining) {
-                notifier_.status(supervisor_.summary());
+                notifier_.status(reload_ ? "reloading" : engine_->supervisor().summary(engine_->board().view().max_position));
                 continue;
             }
-            if (supervisor_.all_finished()) {
+            if (engine_->supervisor().all_finished()) {
                 break;
             }
             if (!aborted && now >= drain_deadline) {
                 spdlog::warn("shutdown_timeout ({}) reached: rolling back the batches still in flight",
                              config::format_duration(config_.daemon.shutdown_timeout));
-                supervisor_.request_all(projection::StopLevel::abort);
+                engine_->supervisor().request_all(projection::StopLevel::abort);
                 aborted = true;
             }
             if (now >= next_extend) {
@@ -219,7 +303,11 @@ private:
                 next_extend = now + 1s;
             }
         }
-        supervisor_.join_all();
+        engine_->supervisor().join_all();
+        if (!aborted) {
+            engine_->coordinator().finish();
+        }
+        engine_.reset();
         spdlog::info("stopped{}", aborted ? " (in-flight batches rolled back)" : "; all checkpoints saved");
         return exit_ok;
     }
@@ -230,50 +318,108 @@ private:
         notifier_.stopping();
         notifier_.status("stopping: letting in-flight batches commit");
         notifier_.extend_timeout(std::chrono::microseconds(5s));
-        supervisor_.request_all(projection::StopLevel::drain);
+        engine_->supervisor().request_all(projection::StopLevel::drain);
     }
 
-    void reload() {
+    // Staged reconfiguration (Kea): the new configuration is read, its setups
+    // run and its handlers checked on a pooled connection, off the main loop;
+    // only when all of that succeeded is anything swapped. A failure changes
+    // nothing.
+    void begin_reload() {
+        if (reload_) {
+            reload_pending_ = true; // one at a time; this one comes after
+            return;
+        }
         notifier_.reloading();
         spdlog::info("SIGHUP received: reloading {}", options_.config_path);
+        std::uint64_t drained = 0;
+        [[maybe_unused]] const auto got = ::read(reload_interrupt_fd_.get(), &drained, sizeof drained);
+        reload_ = std::async(std::launch::async, [this, current = config_] { return prepare_reload(current); });
+    }
+
+    PreparedReload prepare_reload(const config::Config& current) {
+        PreparedReload prepared;
         try {
             config::Config next = config::load_config_file(options_.config_path);
-            const ReloadPlan plan = plan_reload(config_, next);
+            const ReloadPlan plan = plan_reload(current, next);
             if (!plan.start.empty()) {
-                store::ConnectOptions options = store::connect_options(next.database, options_.database_url);
-                options.application_name = "projectiond setup";
-                store::Connection conn = store::Connection::open(options);
-                run_setup(conn, plan.start);
-                const auto problems =
-                    projection::check_handlers(conn, next, plan.start, projection::SetupHandling::already_run);
-                if (!problems.empty()) {
-                    throw config::ConfigError(fmt::format("{}", fmt::join(problems, "\n")));
+                auto lease = engine_->pool().acquire(current.database.statement_timeout + 5s, &reload_interrupt_);
+                if (!lease) {
+                    throw std::runtime_error("no database connection became free to run the setups");
+                }
+                try {
+                    prepared.generations = prepare_projections(lease->conn(), next, plan.start);
+                } catch (...) {
+                    lease->discard();
+                    throw;
                 }
             }
-            for (const auto& name : plan.stop) {
-                supervisor_.retire(name);
-            }
-            supervisor_.replace_settings(runner_settings(next));
-            for (const config::Projection* projection : plan.start) {
-                supervisor_.start(*projection);
-            }
-            spdlog::info("reloaded: {} added, {} changed (restarted), {} removed, {} unchanged", plan.added,
-                         plan.changed, plan.removed, plan.unchanged.size());
-            config_ = std::move(next);
+            prepared.next = std::move(next);
+        } catch (const store::Interrupted&) {
+            prepared.interrupted = true;
         } catch (const config::ConfigError& error) {
-            spdlog::error("the new configuration is invalid; keeping the running one:\n{}", error.what());
+            prepared.error = fmt::format("the new configuration is invalid; keeping the running one:\n{}", error.what());
         } catch (const std::exception& error) {
-            spdlog::error("reload failed, keeping the running configuration: {}", error.what());
+            prepared.error = fmt::format("reload failed, keeping the running configuration: {}", error.what());
         }
+        return prepared;
+    }
+
+    void cancel_reload() {
+        if (reload_) {
+            const std::uint64_t one = 1;
+            [[maybe_unused]] const auto written = ::write(reload_interrupt_fd_.get(), &one, sizeof one);
+            reload_->wait();
+            reload_.reset();
+        }
+    }
+
+    void finish_reload_if_done() {
+        if (!reload_ || reload_->wait_for(0s) != std::future_status::ready) {
+            return;
+        }
+        PreparedReload prepared = reload_->get();
+        reload_.reset();
+        if (prepared.interrupted) {
+            return;
+        }
+        if (!prepared.next) {
+            spdlog::error("{}", prepared.error);
+            notifier_.ready();
+            return;
+        }
+        config::Config next = std::move(*prepared.next);
+        const ReloadPlan plan = plan_reload(config_, next);
+        for (const auto& name : plan.stop) {
+            engine_->supervisor().retire(name);
+        }
+        if (!(config_.database == next.database) || config_.daemon.max_connections != next.daemon.max_connections ||
+            config_.daemon.lease_timeout != next.daemon.lease_timeout) {
+            engine_->pool().reconfigure(pool_options(connect(next), next));
+        }
+        for (const config::Projection* projection : plan.start) {
+            engine_->supervisor().start(*projection, prepared.generations.at(projection->name));
+        }
+        engine_->coordinator().reconfigure(coordinator_settings(connect(next), next, identity()));
+        spdlog::info("reloaded: {} added, {} changed (restarted), {} removed, {} unchanged", plan.added, plan.changed,
+                     plan.removed, plan.unchanged.size());
+        config_ = std::move(next);
         notifier_.ready();
+        if (reload_pending_) {
+            reload_pending_ = false;
+            begin_reload();
+        }
     }
 
     config::Config config_;
     DaemonOptions options_;
-    ShutdownSignals signals_; // blocks TERM/INT/HUP before any runner thread starts
+    ShutdownSignals signals_; // blocks TERM/INT/HUP before any other thread starts
     systemd::Notifier notifier_;
-    Supervisor supervisor_;
+    std::unique_ptr<Engine> engine_;
     store::Interrupt interrupt_;
+    system::UniqueFd reload_interrupt_fd_;
+    store::Interrupt reload_interrupt_;
+    std::optional<std::future<PreparedReload>> reload_;
     bool stop_requested_ = false;
     bool reload_pending_ = false;
 };

@@ -2,6 +2,7 @@
 
 #include "store/database_error.hpp"
 #include "store/migrations.hpp"
+#include "store/transaction.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -15,16 +16,13 @@ void run_setup(store::Connection& conn, const std::vector<const config::Projecti
             continue;
         }
         try {
-            conn.exec("BEGIN");
+            store::Transaction tx(conn);
             conn.exec(fmt::format("SELECT pg_advisory_xact_lock({}, {})", store::advisory_lock_namespace,
                                   store::setup_lock_key));
             conn.exec(projection->setup);
-            conn.exec("COMMIT");
+            tx.commit();
             spdlog::debug("ran the setup of projection '{}'", projection->name);
         } catch (const store::DatabaseError& error) {
-            if (conn.healthy()) {
-                conn.exec("ROLLBACK");
-            }
             throw store::DatabaseError(
                 fmt::format("the setup of projection '{}' failed: {}", projection->name, error.what()),
                 error.sqlstate(), error.connection_lost());

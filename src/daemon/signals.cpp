@@ -10,37 +10,24 @@
 
 namespace projectiond::daemon {
 
-namespace {
-sigset_t handled_signals() {
+ShutdownSignals::ShutdownSignals() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
-    return set;
-}
-} // namespace
-
-ShutdownSignals::ShutdownSignals() {
-    const sigset_t set = handled_signals();
     if (const int error = pthread_sigmask(SIG_BLOCK, &set, nullptr); error != 0) {
         throw std::system_error(error, std::generic_category(), "blocking signals");
     }
-    fd_ = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (fd_ < 0) {
+    fd_.reset(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!fd_) {
         throw std::system_error(errno, std::generic_category(), "signalfd");
     }
 }
 
-ShutdownSignals::~ShutdownSignals() {
-    ::close(fd_);
-    const sigset_t set = handled_signals();
-    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-}
-
 std::optional<int> ShutdownSignals::take() {
     signalfd_siginfo info{};
-    const ssize_t got = ::read(fd_, &info, sizeof info);
+    const ssize_t got = ::read(fd_.get(), &info, sizeof info);
     if (got != static_cast<ssize_t>(sizeof info)) {
         return std::nullopt;
     }

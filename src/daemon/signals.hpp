@@ -3,6 +3,10 @@
 // main loop: no work ever happens in an asynchronous signal handler.
 //
 // Construct it before starting any thread, so the threads inherit the mask.
+// The signals stay blocked after it is gone: one arriving while the process
+// exits must not kill it halfway through with the default action.
+
+#include "system/unique_fd.hpp"
 
 #include <optional>
 
@@ -11,16 +15,13 @@ namespace projectiond::daemon {
 class ShutdownSignals {
 public:
     ShutdownSignals();
-    ShutdownSignals(const ShutdownSignals&) = delete;
-    ShutdownSignals& operator=(const ShutdownSignals&) = delete;
-    ~ShutdownSignals();
 
-    int fd() const noexcept { return fd_; }
+    int fd() const noexcept { return fd_.get(); }
     // The next pending signal number, if any (non-blocking).
     std::optional<int> take();
 
 private:
-    int fd_ = -1;
+    system::UniqueFd fd_;
 };
 
 } // namespace projectiond::daemon

@@ -9,7 +9,7 @@ LogContext& current_context() noexcept {
     return context;
 }
 
-ScopedProjection::ScopedProjection(std::string projection, int partition) : saved_(current_context()) {
+ScopedProjection::ScopedProjection(std::string projection, std::optional<int> partition) : saved_(current_context()) {
     current_context() = LogContext{std::move(projection), partition, std::nullopt};
 }
 

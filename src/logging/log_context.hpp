@@ -22,7 +22,7 @@ LogContext& current_context() noexcept;
 // Sets the projection and partition of this thread until destroyed.
 class ScopedProjection {
 public:
-    ScopedProjection(std::string projection, int partition);
+    ScopedProjection(std::string projection, std::optional<int> partition);
     ScopedProjection(const ScopedProjection&) = delete;
     ScopedProjection& operator=(const ScopedProjection&) = delete;
     ~ScopedProjection();

@@ -4,144 +4,222 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace projectiond::projection {
 
 namespace {
 
-const std::string advance_statement = "advance";
-const std::string dead_letter_statement = "dead_letter";
-
 const char* const advance_sql =
-    "SELECT projectiond_advance_checkpoint($1, $2::integer, $3::xid8, $4::bigint, $5::xid8, $6::bigint, "
-    "$7::bigint)";
+    "SELECT projectiond_advance_checkpoint($1, $2::integer, $3::integer, $4::bigint, $5::bigint, "
+    "$6::bigint, $7::xid8, $8::bigint, $9::bigint, $10::xid8, $11::bigint, $12::bigint)";
 
 const char* const dead_letter_sql = R"sql(
 INSERT INTO projection_dead_letters
-       (projection_name, partition_index, global_position, event_id, event_type, error, sqlstate)
-SELECT $1, $2::integer, e.global_position, e.event_id, e.event_type, $4, nullif($5, '')
+       (projection_name, generation, partition_index, global_position, event_id, event_type, error, sqlstate)
+SELECT $1, $2::integer, $3::integer, e.global_position, e.event_id, e.event_type, $5, nullif($6, '')
   FROM events e
- WHERE e.global_position = $3::bigint
-    ON CONFLICT (projection_name, event_id) DO NOTHING)sql";
+ WHERE e.global_position = $4::bigint
+    ON CONFLICT (projection_name, generation, event_id) DO NOTHING)sql";
 
-// What each queued statement was, to tell which event a failure belongs to.
-enum Slot : int { slot_begin = -1, slot_advance = -2, slot_commit = -3, slot_dead_letter = -4 };
+// What each queued statement was, to tell which events a failure belongs to.
+struct Slot {
+    enum Kind { begin, handler, dead_letter, advance, commit } kind;
+    int first_row = 0;
+    int rows = 0;
+};
 
 } // namespace
 
-BatchApplier::BatchApplier(store::Connection& conn, const ReadPlan& plan, std::string projection, int partition,
+BatchApplier::BatchApplier(const ReadPlan& plan, store::PartitionKey key, std::string statement_prefix,
                            RunnerHealth& health)
-    : conn_(conn), plan_(plan), projection_(std::move(projection)), partition_(std::to_string(partition)),
-      health_(health) {}
+    : plan_(plan), key_(std::move(key)), prefix_(std::move(statement_prefix)),
+      generation_(std::to_string(key_.generation)), partition_(std::to_string(key_.partition)), health_(health) {}
 
-void BatchApplier::prepare() {
+void BatchApplier::prepare(store::ConnectionPool::Lease& lease) {
+    const auto prepare_one = [&](const std::string& name, const std::string& sql, const std::vector<Oid>& types) {
+        const std::string full = prefix_ + name;
+        if (lease.is_prepared(full) || unprepared_.contains(name)) {
+            return;
+        }
+        lease->prepare(full, sql, types);
+        lease.mark_prepared(full);
+    };
     for (const auto& handler : plan_.handlers()) {
         for (const auto& statement : handler.statements) {
             try {
-                conn_.prepare(statement.name, statement.sql);
+                prepare_one(statement.name, statement.sql, statement.types);
             } catch (const store::DatabaseError& error) {
                 if (error.connection_lost()) {
                     throw;
                 }
-                throw store::DatabaseError(
-                    fmt::format("the handler for '{}' does not prepare: {}", handler.event_type, error.what()),
-                    error.sqlstate());
+                spdlog::warn("the handler for '{}' does not prepare ({}); its events will fail with this error "
+                             "and go through on_error",
+                             handler.event_type, error.what());
+                unprepared_.insert(statement.name);
             }
         }
     }
-    conn_.prepare(advance_statement, advance_sql);
-    conn_.prepare(dead_letter_statement, dead_letter_sql);
+    prepare_one("advance", advance_sql, {});
+    prepare_one("dead_letter", dead_letter_sql, {});
 }
 
-BatchOutcome BatchApplier::apply(const BatchRequest& request) {
+BatchOutcome BatchApplier::apply(store::ConnectionPool::Lease& lease, const BatchRequest& request) {
     try {
-        return run(request);
+        return run(lease.conn(), request);
     } catch (const store::Interrupted&) {
         // Aborted: the server holds the whole pipeline, COMMIT included, and
         // would run it to the end. Cancel the statement running now, so the
         // transaction fails and the rest of the pipeline is skipped; the
-        // connection is closed next.
-        conn_.request_cancel();
+        // connection is closed, not reused.
+        lease->request_cancel();
+        lease.discard();
+        throw;
+    } catch (...) {
+        lease.discard(); // in the middle of a pipeline: unusable
         throw;
     }
 }
 
-BatchOutcome BatchApplier::run(const BatchRequest& request) {
+BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& request) {
     const store::Result& rows = *request.rows;
-    std::vector<int> slots;
+    std::vector<Slot> slots;
     std::vector<const char*> values;
+    std::vector<std::string> names; // keeps the prepared names alive while queued
 
-    conn_.enter_pipeline();
-    conn_.send("BEGIN", {});
-    slots.push_back(slot_begin);
-    for (int row = 0; row < request.handle_count; ++row) {
+    const auto send_statement = [&](const PlannedStatement& statement, const std::vector<const char*>& args) {
+        if (unprepared_.contains(statement.name)) {
+            store::Params params;
+            for (const char* arg : args) {
+                params.emplace_back(arg == nullptr ? std::nullopt : std::optional<std::string>(arg));
+            }
+            conn.send(statement.sql, params, statement.types);
+        } else {
+            conn.send_prepared(prefix_ + statement.name, static_cast<int>(args.size()), args.data());
+        }
+    };
+
+    conn.enter_pipeline();
+    conn.send("BEGIN", {});
+    slots.push_back({Slot::begin});
+    std::string positions; // a batch handler's run, as a bigint[] literal
+    for (int row = 0; row < request.handle_count;) {
         const PlannedHandler* handler = plan_.handler_for(rows.text(row, col_event_type));
         if (handler == nullptr) {
+            ++row;
             continue;
         }
-        for (const auto& statement : handler->statements) {
-            values.clear();
-            for (const int column : statement.columns) {
-                values.push_back(rows.is_null(row, column) ? nullptr : PQgetvalue(rows.get(), row, column));
+        if (handler->kind == config::HandlerKind::batch) {
+            // A run: the consecutive rows this same handler takes.
+            const bool isolated = row >= request.isolate_from && row < request.isolate_to;
+            int end = row + 1;
+            while (!isolated && end < request.handle_count &&
+                   !(end >= request.isolate_from && end < request.isolate_to) &&
+                   plan_.handler_for(rows.text(end, col_event_type)) == handler) {
+                ++end;
             }
-            conn_.send_prepared(statement.name, static_cast<int>(values.size()), values.data());
-            slots.push_back(row);
+            positions.assign(1, '{');
+            for (int r = row; r < end; ++r) {
+                if (r > row) {
+                    positions.push_back(',');
+                }
+                const std::string_view position = rows.text(r, col_global_position);
+                positions.append(position.data(), position.size());
+            }
+            positions.push_back('}');
+            for (const auto& statement : handler->statements) {
+                send_statement(statement, {positions.c_str()});
+                slots.push_back({Slot::handler, row, end - row});
+            }
+            row = end;
+            continue;
         }
+        if (handler->kind == config::HandlerKind::sql) {
+            for (const auto& statement : handler->statements) {
+                values.clear();
+                for (const int column : statement.columns) {
+                    values.push_back(rows.is_null(row, column) ? nullptr : PQgetvalue(rows.get(), row, column));
+                }
+                send_statement(statement, values);
+                slots.push_back({Slot::handler, row, 1});
+            }
+        } else if (request.code != nullptr) {
+            for (const CodeStatement& statement : (*request.code)[static_cast<std::size_t>(row)]) {
+                conn.send(statement.sql, statement.params);
+                slots.push_back({Slot::handler, row, 1});
+            }
+        }
+        ++row;
     }
     int handled = request.handle_count;
     if (request.dead_letter_row) {
         const int row = *request.dead_letter_row;
-        const std::array<const char*, 5> args{projection_.c_str(), partition_.c_str(),
+        const std::array<const char*, 6> args{key_.projection.c_str(),
+                                              generation_.c_str(),
+                                              partition_.c_str(),
                                               PQgetvalue(rows.get(), row, col_global_position),
-                                              request.dead_letter_error.c_str(), request.dead_letter_sqlstate.c_str()};
-        conn_.send_prepared(dead_letter_statement, static_cast<int>(args.size()), args.data());
-        slots.push_back(slot_dead_letter);
+                                              request.dead_letter_error.c_str(),
+                                              request.dead_letter_sqlstate.c_str()};
+        conn.send_prepared(prefix_ + "dead_letter", static_cast<int>(args.size()), args.data());
+        slots.push_back({Slot::dead_letter});
     }
-    const std::string from_xid = request.from.transaction_text();
-    const std::string from_position = request.from.position_text();
-    const std::string to_xid = request.to.transaction_text();
-    const std::string to_position = request.to.position_text();
-    const std::string handled_text = std::to_string(handled);
-    const std::array<const char*, 7> advance_args{projection_.c_str(),   partition_.c_str(), from_xid.c_str(),
-                                                  from_position.c_str(), to_xid.c_str(),     to_position.c_str(),
-                                                  handled_text.c_str()};
-    conn_.send_prepared(advance_statement, static_cast<int>(advance_args.size()), advance_args.data());
-    slots.push_back(slot_advance);
-    conn_.send("COMMIT", {});
-    slots.push_back(slot_commit);
-    conn_.pipeline_sync();
+    const std::array<std::string, 10> texts{std::to_string(request.owner.daemon),
+                                            std::to_string(request.owner.epoch),
+                                            request.from.epoch_text(),
+                                            request.from.transaction_text(),
+                                            request.from.position_text(),
+                                            request.to.epoch_text(),
+                                            request.to.transaction_text(),
+                                            request.to.position_text(),
+                                            std::to_string(handled),
+                                            {}};
+    const std::array<const char*, 12> advance_args{
+        key_.projection.c_str(), generation_.c_str(), partition_.c_str(), texts[0].c_str(),
+        texts[1].c_str(),        texts[2].c_str(),    texts[3].c_str(),   texts[4].c_str(),
+        texts[5].c_str(),        texts[6].c_str(),    texts[7].c_str(),   texts[8].c_str()};
+    conn.send_prepared(prefix_ + "advance", static_cast<int>(advance_args.size()), advance_args.data());
+    slots.push_back({Slot::advance});
+    conn.send("COMMIT", {});
+    slots.push_back({Slot::commit});
+    conn.pipeline_sync();
 
     BatchOutcome outcome;
-    for (const int slot : slots) {
-        store::Result result = conn_.next_pipeline_result();
+    for (const Slot& slot : slots) {
+        store::Result result = conn.next_pipeline_result();
         health_.beat();
         if (result.status() == PGRES_FATAL_ERROR && !outcome.error) {
             std::string message = result.error_message();
-            if (slot >= 0) {
-                const std::string_view event_type = rows.text(slot, col_event_type);
-                message = fmt::format("the handler for {} failed at position {}: {}", event_type,
-                                      rows.text(slot, col_global_position), message);
-                outcome.failed_row = slot;
-            } else if (slot == slot_commit) {
+            if (slot.kind == Slot::handler) {
+                const std::string_view event_type = rows.text(slot.first_row, col_event_type);
+                message = slot.rows == 1
+                              ? fmt::format("the handler for {} failed at position {}: {}", event_type,
+                                            rows.text(slot.first_row, col_global_position), message)
+                              : fmt::format("the batch handler for {} failed on the run of {} events from position "
+                                            "{}: {}",
+                                            event_type, slot.rows, rows.text(slot.first_row, col_global_position),
+                                            message);
+                outcome.failed_row = slot.first_row;
+                outcome.failed_rows = slot.rows;
+            } else if (slot.kind == Slot::commit) {
                 message = fmt::format("the batch failed to commit: {}", message);
             }
             outcome.error.emplace(message, result.sqlstate());
-        } else if (slot == slot_advance && result.status() == PGRES_TUPLES_OK) {
+        } else if (slot.kind == Slot::advance && result.status() == PGRES_TUPLES_OK) {
             outcome.last_global_position = result.int64(0, 0);
-        } else if (slot == slot_commit && result.status() == PGRES_COMMAND_OK && !outcome.error) {
+        } else if (slot.kind == Slot::commit && result.status() == PGRES_COMMAND_OK && !outcome.error) {
             outcome.committed = true;
         }
         // Each statement's results end with an empty one.
-        while (conn_.next_pipeline_result()) {
+        while (conn.next_pipeline_result()) {
         }
     }
-    store::Result sync = conn_.next_pipeline_result();
+    store::Result sync = conn.next_pipeline_result();
     if (sync.status() != PGRES_PIPELINE_SYNC) {
         throw std::logic_error("pipeline out of step: expected the end of the batch");
     }
-    conn_.exit_pipeline();
-    if (PQtransactionStatus(conn_.native()) != PQTRANS_IDLE) {
-        conn_.exec("ROLLBACK");
+    conn.exit_pipeline();
+    if (PQtransactionStatus(conn.native()) != PQTRANS_IDLE) {
+        conn.exec("ROLLBACK");
     }
     return outcome;
 }

@@ -7,13 +7,22 @@
 #include "projection/read_plan.hpp"
 #include "projection/runner_health.hpp"
 #include "store/checkpoints.hpp"
-#include "store/connection.hpp"
+#include "store/connection_pool.hpp"
 #include "store/database_error.hpp"
 
 #include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 namespace projectiond::projection {
+
+// A statement a code handler returned for one event, run in the batch's
+// transaction in the event's place.
+struct CodeStatement {
+    std::string sql; // with $1..$n
+    store::Params params;
+};
 
 struct BatchRequest {
     const store::Result* rows = nullptr; // the read result; events are rows [0, handle_count)
@@ -21,35 +30,49 @@ struct BatchRequest {
     std::optional<int> dead_letter_row; // park this row instead of handling it
     std::string dead_letter_error;
     std::string dead_letter_sqlstate;
+    // Rows [isolate_from, isolate_to) run batch handlers one event at a time,
+    // to find which event of a failing run is the culprit.
+    int isolate_from = 0;
+    int isolate_to = 0;
+    // For rows handled by code (exec, plugin): the statements it returned.
+    const std::vector<std::vector<CodeStatement>>* code = nullptr;
     store::Cursor from; // the checkpoint the batch starts at
     store::Cursor to;   // where it moves the checkpoint
+    store::Ownership owner;
 };
 
 struct BatchOutcome {
     bool committed = false;
     std::int64_t last_global_position = 0; // after commit
-    std::optional<int> failed_row;         // the row whose handler failed, if one did
+    std::optional<int> failed_row;         // the first row of the statement that failed, if one did
+    int failed_rows = 0;                   // how many rows that statement covered (a batch handler's run)
     std::optional<store::DatabaseError> error;
 };
 
 class BatchApplier {
 public:
-    BatchApplier(store::Connection& conn, const ReadPlan& plan, std::string projection, int partition,
-                 RunnerHealth& health);
+    BatchApplier(const ReadPlan& plan, store::PartitionKey key, std::string statement_prefix, RunnerHealth& health);
 
-    // Prepares the handler statements on the connection (once per session).
-    void prepare();
+    // Prepares the statements on this connection unless they already are.
+    // A handler statement that does not prepare (say, its table was dropped)
+    // is sent unprepared instead, so that its error surfaces at the event
+    // that runs it and goes through retries and on_error like any other.
+    void prepare(store::ConnectionPool::Lease& lease);
     // A lost connection and Interrupted are thrown; SQL errors are returned.
-    BatchOutcome apply(const BatchRequest& request);
+    BatchOutcome apply(store::ConnectionPool::Lease& lease, const BatchRequest& request);
+
+    const std::string& statement_prefix() const noexcept { return prefix_; }
 
 private:
-    BatchOutcome run(const BatchRequest& request);
+    BatchOutcome run(store::Connection& conn, const BatchRequest& request);
 
-    store::Connection& conn_;
     const ReadPlan& plan_;
-    std::string projection_;
+    store::PartitionKey key_;
+    std::string prefix_;
+    std::string generation_;
     std::string partition_;
     RunnerHealth& health_;
+    std::set<std::string> unprepared_; // handler statements sent with their SQL each time
 };
 
 } // namespace projectiond::projection

@@ -1,6 +1,9 @@
 #include "projection/read_plan.hpp"
 
+#include "config/named_parameters.hpp"
+
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 #include <fmt/format.h>
@@ -49,6 +52,90 @@ std::string text_array_literal(const std::vector<std::string>& values) {
     return out;
 }
 
+namespace {
+
+// The types the built-in parameters are bound with, so that PostgreSQL never
+// has to guess them (and guess differently for one parameter used twice).
+Oid parameter_type(std::string_view parameter) {
+    constexpr Oid int8 = 20, int4 = 23, text = 25, jsonb = 3802, uuid = 2950, timestamptz = 1184;
+    if (parameter == "global_position" || parameter == "aggregate_version") {
+        return int8;
+    }
+    if (parameter == "event_version") {
+        return int4;
+    }
+    if (parameter == "event_id") {
+        return uuid;
+    }
+    if (parameter == "created_at") {
+        return timestamptz;
+    }
+    if (parameter == "payload" || parameter == "metadata") {
+        return jsonb;
+    }
+    return text; // the other fields, and JSON paths
+}
+
+constexpr Oid int8_array = 1016;
+
+// $1..$9 are the cursor, batch and window sizes and the skip range.
+constexpr std::size_t first_filter_argument = 10;
+
+bool is_code(config::HandlerKind kind) {
+    return kind == config::HandlerKind::exec || kind == config::HandlerKind::plugin;
+}
+
+} // namespace
+
+namespace {
+
+// The offset of the first character of `sql` at or after `from` that is not a
+// blank or inside a comment.
+std::size_t skip_blanks_and_comments(std::string_view sql, std::size_t from) {
+    std::size_t i = from;
+    while (i < sql.size()) {
+        if (sql.compare(i, 2, "--") == 0) {
+            i = sql.find('\n', i);
+            i = i == std::string_view::npos ? sql.size() : i + 1;
+        } else if (sql.compare(i, 2, "/*") == 0) {
+            int depth = 0;
+            do {
+                if (sql.compare(i, 2, "/*") == 0) {
+                    ++depth;
+                    i += 2;
+                } else if (sql.compare(i, 2, "*/") == 0) {
+                    --depth;
+                    i += 2;
+                } else {
+                    ++i;
+                }
+            } while (depth > 0 && i < sql.size());
+        } else if (std::isspace(static_cast<unsigned char>(sql[i])) != 0) {
+            ++i;
+        } else {
+            break;
+        }
+    }
+    return i;
+}
+
+} // namespace
+
+std::string with_batch_relation(std::string_view sql) {
+    constexpr std::string_view batch =
+        "batch AS (SELECT e.*, o.ordinality AS batch_ordinal FROM unnest($1::bigint[]) WITH ORDINALITY "
+        "AS o(position, ordinality) JOIN events e ON e.global_position = o.position)";
+    if (config::leading_keyword(sql) != "WITH") {
+        return fmt::format("WITH {}\n{}", batch, sql);
+    }
+    // Merge into the statement's own WITH list, after WITH [RECURSIVE].
+    std::size_t at = skip_blanks_and_comments(sql, 0) + 4;
+    if (config::leading_keyword(sql.substr(at)) == "RECURSIVE") {
+        at = skip_blanks_and_comments(sql, at) + 9;
+    }
+    return fmt::format("{} {},{}", sql.substr(0, at), batch, sql.substr(at));
+}
+
 int ReadPlan::column_for(const std::string& parameter) {
     if (parameter == "global_position") {
         return col_global_position;
@@ -81,19 +168,34 @@ int ReadPlan::column_for(const std::string& parameter) {
             start = dot + 1;
         }
         filter_arguments_.emplace_back(text_array_literal(segments));
-        expression = fmt::format("b.{} #>> ${}::text[]", base, filter_arguments_.size() + 4);
+        expression = fmt::format("b.{} #>> ${}::text[]", base, filter_arguments_.size() + first_filter_argument - 1);
     }
     select_list_.push_back(expression);
     fetched_.push_back(parameter);
     return col_first_parameter + static_cast<int>(fetched_.size()) - 1;
 }
 
+int ReadPlan::column_of(std::string_view field) const noexcept {
+    if (field == "global_position") {
+        return col_global_position;
+    }
+    if (field == "event_type") {
+        return col_event_type;
+    }
+    if (field == "aggregate_id") {
+        return col_aggregate_id;
+    }
+    const auto found = std::find(fetched_.begin(), fetched_.end(), field);
+    return found == fetched_.end() ? -1 : col_first_parameter + static_cast<int>(found - fetched_.begin());
+}
+
 ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
     std::vector<std::string> conditions;
+    const auto next_argument = [&] { return filter_arguments_.size() + first_filter_argument - 1; };
     const auto add_filter = [&](const std::vector<std::string>& values, std::string_view column) {
         if (!values.empty()) {
             filter_arguments_.emplace_back(text_array_literal(values));
-            conditions.push_back(fmt::format("e.{} = ANY (${}::text[])", column, filter_arguments_.size() + 4));
+            conditions.push_back(fmt::format("e.{} = ANY (${}::text[])", column, next_argument()));
         }
     };
     add_filter(projection.aggregate_types, "aggregate_type");
@@ -106,27 +208,44 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
         add_filter(event_types, "event_type");
     }
     if (projection.partitions > 1) {
+        // The hash is stored with each event at append (same value as
+        // projectiond_partition_of), so a partition costs a remainder, not an md5.
         filter_arguments_.emplace_back(std::to_string(projection.partitions));
         filter_arguments_.emplace_back(std::to_string(partition));
-        conditions.push_back(fmt::format("projectiond_partition_of(e.aggregate_id, ${}::integer) = ${}::integer",
-                                         filter_arguments_.size() + 3, filter_arguments_.size() + 4));
+        conditions.push_back(fmt::format("e.partition_hash % ${}::bigint = ${}::bigint", next_argument() - 1,
+                                         next_argument()));
     }
+    filtered_ = !conditions.empty();
 
     int statement_number = 0;
-    for (const auto& handler : projection.handlers) {
-        PlannedHandler planned{handler.event_type, {}};
+    for (std::size_t index = 0; index < projection.handlers.size(); ++index) {
+        const auto& handler = projection.handlers[index];
+        PlannedHandler planned{handler.event_type, handler.kind, {}, static_cast<int>(index)};
         for (const auto& statement : handler.statements) {
-            PlannedStatement ps{fmt::format("h{}", statement_number++), statement.sql, {}};
-            for (const auto& parameter : statement.parameters) {
-                ps.columns.push_back(column_for(parameter));
+            PlannedStatement ps{fmt::format("h{}", statement_number++), statement.sql, {}, {}};
+            if (handler.kind == config::HandlerKind::batch) {
+                ps.sql = with_batch_relation(statement.sql);
+                ps.types.push_back(int8_array);
+            } else {
+                for (const auto& parameter : statement.parameters) {
+                    ps.columns.push_back(column_for(parameter));
+                    ps.types.push_back(parameter_type(parameter));
+                }
             }
             planned.statements.push_back(std::move(ps));
         }
         handlers_.push_back(std::move(planned));
     }
+    const bool code = std::any_of(projection.handlers.begin(), projection.handlers.end(),
+                                  [](const config::Handler& h) { return is_code(h.kind); });
+    if (code) {
+        for (const std::string_view field : config::event_parameters) {
+            column_for(std::string(field));
+        }
+    }
     if (projection.log) {
         filter_arguments_.emplace_back(text_array_literal({"name"}));
-        select_list_.push_back(fmt::format("b.payload #>> ${}::text[]", filter_arguments_.size() + 4));
+        select_list_.push_back(fmt::format("b.payload #>> ${}::text[]", next_argument()));
         fetched_.emplace_back();
         log_name_column_ = col_first_parameter + static_cast<int>(fetched_.size()) - 1;
     }
@@ -139,54 +258,58 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
     for (const auto& condition : conditions) {
         filters += "\n           AND " + condition;
     }
-    // The horizon is the oldest transaction still running when the snapshot was
-    // taken: every transaction below it has committed or aborted, so no event
-    // below it can appear later. Reading in (transaction_id, global_position)
-    // order below the horizon therefore never skips one (docs/gap-safety.md).
-    //
-    // A filtered read looks at a window of at most $4 settled events after the
-    // cursor (its end found by an index-only scan); when fewer than a batch
-    // match, the cursor moves to the window's end. Unfiltered reads need no
-    // window: the batch itself is the first events after the cursor (they
-    // still name $4, so that every read takes the same parameters).
-    const bool filtered = !conditions.empty();
-    const std::string window = filtered ? R"sql(
+    // The horizon is the oldest transaction still running when the snapshot
+    // was taken: every transaction below it has committed or aborted, so no
+    // event of the current store epoch below it can appear later, and events
+    // of earlier epochs are all final. Reading in (store_epoch,
+    // transaction_id, global_position) order below (epoch, horizon) therefore
+    // never skips one (docs/gap-safety.md).
+    const auto build = [&](bool windowed) {
+        const std::string window = windowed ? R"sql(
       LEFT JOIN LATERAL (
-           SELECT w.transaction_id, w.global_position FROM events w
-            WHERE (w.transaction_id, w.global_position) > ($1::xid8, $2::bigint)
-              AND w.transaction_id < h.horizon
-            ORDER BY w.transaction_id, w.global_position
-           OFFSET $4::bigint - 1
+           SELECT w.store_epoch, w.transaction_id, w.global_position FROM events w
+            WHERE (w.store_epoch, w.transaction_id, w.global_position) > ($1::bigint, $2::xid8, $3::bigint)
+              AND (w.store_epoch, w.transaction_id) < (h.epoch, h.horizon)
+            ORDER BY w.store_epoch, w.transaction_id, w.global_position
+           OFFSET $5::bigint - 1
             LIMIT 1) r ON true)sql"
-                                        : "";
-    const std::string reach = filtered ? "coalesce(r.transaction_id, s.transaction_id) AS reach_xid,\n"
-                                         "           coalesce(r.global_position, s.global_position) AS reach_position,"
-                                       : "s.transaction_id AS reach_xid, s.global_position AS reach_position,";
-    const std::string window_bound =
-        filtered ? "\n           AND (e.transaction_id, e.global_position) <= (s.reach_xid, s.reach_position)" : "";
-    read_sql_ = fmt::format(R"sql(WITH snapshot AS MATERIALIZED (
-    SELECT h.horizon, $4::bigint AS window_size,
-           EXISTS (SELECT 1 FROM events p WHERE p.transaction_id >= h.horizon) AS pending,
-           s.transaction_id AS settled_xid, s.global_position AS settled_position,
+                                            : "";
+        const std::string reach =
+            windowed ? "coalesce(r.store_epoch, s.store_epoch) AS reach_epoch,\n"
+                       "           coalesce(r.transaction_id, s.transaction_id) AS reach_xid,\n"
+                       "           coalesce(r.global_position, s.global_position) AS reach_position"
+                     : "s.store_epoch AS reach_epoch, s.transaction_id AS reach_xid, s.global_position AS reach_position";
+        const std::string window_bound =
+            windowed ? "\n           AND (e.store_epoch, e.transaction_id, e.global_position) <= (s.reach_epoch, "
+                       "s.reach_xid, s.reach_position)"
+                     : "";
+        return fmt::format(R"sql(WITH snapshot AS MATERIALIZED (
+    SELECT h.epoch, h.horizon, $5::bigint AS window_size,
+           s.store_epoch AS settled_epoch, s.transaction_id AS settled_xid, s.global_position AS settled_position,
            {}
-           (SELECT max(m.global_position) FROM events m) AS max_position
-      FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
+      FROM (SELECT st.current_epoch AS epoch, pg_snapshot_xmin(pg_current_snapshot()) AS horizon
+              FROM projectiond_store st) h
       LEFT JOIN LATERAL (
-           SELECT l.transaction_id, l.global_position FROM events l
-            WHERE l.transaction_id < h.horizon
-            ORDER BY l.transaction_id DESC, l.global_position DESC
+           SELECT l.store_epoch, l.transaction_id, l.global_position FROM events l
+            WHERE (l.store_epoch, l.transaction_id) < (h.epoch, h.horizon)
+            ORDER BY l.store_epoch DESC, l.transaction_id DESC, l.global_position DESC
             LIMIT 1) s ON true{})
-SELECT s.horizon::text, s.pending, s.settled_xid::text, s.settled_position, s.reach_xid::text, s.reach_position,
-       s.max_position, b.transaction_id::text, b.global_position, b.event_type, b.aggregate_id{}
+SELECT s.settled_epoch, s.settled_xid::text, s.settled_position, s.reach_epoch, s.reach_xid::text, s.reach_position,
+       b.store_epoch, b.transaction_id::text, b.global_position, b.event_type, b.aggregate_id{}
   FROM snapshot s
   LEFT JOIN LATERAL (
         SELECT e.* FROM events e
-         WHERE (e.transaction_id, e.global_position) > ($1::xid8, $2::bigint)
-           AND e.transaction_id < s.horizon{}{}
-         ORDER BY e.transaction_id, e.global_position
-         LIMIT $3) b ON true
- ORDER BY b.transaction_id, b.global_position)sql",
-                            reach, window, extra, window_bound, filters);
+         WHERE (e.store_epoch, e.transaction_id, e.global_position) > ($1::bigint, $2::xid8, $3::bigint)
+           AND (e.store_epoch, e.transaction_id) < (s.epoch, s.horizon){}
+           AND NOT ((e.store_epoch, e.transaction_id, e.global_position) <= ($6::bigint, $7::xid8, $8::bigint)
+                    AND e.global_position <= $9::bigint){}
+         ORDER BY e.store_epoch, e.transaction_id, e.global_position
+         LIMIT $4) b ON true
+ ORDER BY b.store_epoch, b.transaction_id, b.global_position)sql",
+                           reach, window, extra, window_bound, filters);
+    };
+    plain_sql_ = build(false);
+    windowed_sql_ = build(true);
 }
 
 const PlannedHandler* ReadPlan::handler_for(std::string_view event_type) const noexcept {

@@ -1,13 +1,14 @@
 #include "projection/runner.hpp"
 
 #include "logging/log_context.hpp"
-#include "projection/backoff.hpp"
 #include "projection/batch_applier.hpp"
 #include "store/database_error.hpp"
+#include "system/backoff.hpp"
 
-#include <spdlog/spdlog.h>
+#include <algorithm>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace projectiond::projection {
 
@@ -18,13 +19,9 @@ using Clock = std::chrono::steady_clock;
 
 // An idle runner wakes at least this often to show the watchdog it is alive.
 constexpr auto heartbeat_slice = 1s;
-// ...and marks its checkpoint this often, so monitoring can tell idle from dead.
-constexpr auto touch_interval = 60s;
-// Between two attempts to take over a partition another runner owns.
-constexpr auto ownership_retry = 1s;
 
 store::Cursor cursor_of(const store::Result& batch, int row) {
-    return store::Cursor{store::parse_transaction_id(batch.text(row, col_transaction_id)),
+    return store::Cursor{batch.int64(row, col_store_epoch), store::parse_transaction_id(batch.text(row, col_transaction_id)),
                          batch.int64(row, col_global_position)};
 }
 
@@ -35,13 +32,11 @@ std::string describe(const store::DatabaseError& error) {
 
 } // namespace
 
-Runner::Runner(config::Projection projection, int partition, RunnerSettings settings)
-    : projection_(std::move(projection)), partition_(partition), settings_(std::move(settings)),
-      plan_(projection_, partition_) {
+Runner::Runner(config::Projection projection, store::PartitionKey key, RunnerServices services, std::uint64_t id)
+    : projection_(std::move(projection)), key_(std::move(key)), services_(services), id_(id),
+      plan_(projection_, key_.partition) {
     interrupt_.fd = control_.fd();
     interrupt_.give_up = [this] { return control_.consume(threshold_.load()); };
-    settings_.connect.interrupt = &interrupt_;
-    settings_.connect.application_name = fmt::format("projectiond {}/{}", projection_.name, partition_).substr(0, 63);
 }
 
 Runner::~Runner() {
@@ -61,29 +56,206 @@ void Runner::join() {
     }
 }
 
+void Runner::grant(store::Ownership owner) {
+    {
+        std::lock_guard lock(grant_mutex_);
+        if (grant_.owner == owner) {
+            return;
+        }
+        grant_.owner = owner;
+        grant_.release = false;
+    }
+    control_.wake();
+}
+
+void Runner::revoke() {
+    {
+        std::lock_guard lock(grant_mutex_);
+        if (!grant_.owner) {
+            return;
+        }
+        grant_.owner.reset();
+        grant_.release = false;
+    }
+    control_.wake();
+}
+
+void Runner::request_release() {
+    {
+        std::lock_guard lock(grant_mutex_);
+        if (!grant_.owner || grant_.release) {
+            return;
+        }
+        grant_.release = true;
+    }
+    control_.wake();
+}
+
+void Runner::set_paused(bool paused) {
+    {
+        std::lock_guard lock(grant_mutex_);
+        if (grant_.paused == paused) {
+            return;
+        }
+        grant_.paused = paused;
+    }
+    control_.wake();
+}
+
+void Runner::retry_failure() {
+    {
+        std::lock_guard lock(grant_mutex_);
+        grant_.retry = true;
+    }
+    control_.wake();
+}
+
+std::optional<store::Ownership> Runner::ownership() const {
+    std::lock_guard lock(grant_mutex_);
+    return grant_.owner;
+}
+
+bool Runner::release_requested() const {
+    std::lock_guard lock(grant_mutex_);
+    return grant_.release;
+}
+
+Runner::Grant Runner::grant_snapshot() const {
+    std::lock_guard lock(grant_mutex_);
+    return grant_;
+}
+
+bool Runner::wants(const store::SettledEvent& event) const {
+    const auto listed = [](const std::vector<std::string>& values, const std::string& value) {
+        return values.empty() || std::find(values.begin(), values.end(), value) != values.end();
+    };
+    if (projection_.partitions > 1 && event.partition_hash % projection_.partitions != key_.partition) {
+        return false;
+    }
+    return listed(projection_.aggregate_types, event.aggregate_type) &&
+           listed(projection_.bounded_contexts, event.bounded_context) &&
+           listed(projection_.event_types, event.event_type) &&
+           (projection_.log || plan_.handler_for(event.event_type) != nullptr);
+}
+
 void Runner::set_state(RunnerState state) {
     health_.update([state](RunnerSnapshot& s) { s.state = state; });
 }
 
 void Runner::main() noexcept {
-    logging::ScopedProjection log_scope(projection_.name, partition_);
-    Backoff reconnect(250ms, 30s);
-    while (!control_.at_least(StopLevel::drain) && !failed_) {
+    logging::ScopedProjection log_scope(projection_.name, key_.partition);
+    system::Backoff reconnect(250ms, 30s);
+    BatchApplier applier(plan_, key_, statement_prefix(), health_);
+    health_.update([](RunnerSnapshot& s) { s.started = true; });
+
+    while (!control_.at_least(StopLevel::drain)) {
+        health_.beat();
+        Grant grant = grant_snapshot();
+        if (!grant.owner) {
+            loaded_for_.reset();
+            health_.update([](RunnerSnapshot& s) {
+                s.state = RunnerState::standby;
+                s.owned = false;
+            });
+            control_.take_wake();
+            if (!control_.wait_until(Clock::now() + heartbeat_slice, StopLevel::drain)) {
+                break;
+            }
+            continue;
+        }
+        health_.update([](RunnerSnapshot& s) { s.owned = true; });
+        if (grant.release) {
+            give_back(*grant.owner);
+            continue;
+        }
+        if (loaded_for_ != grant.owner) {
+            failed_ = false; // a new ownership retries a recorded failure
+        }
+        if (grant.paused) {
+            set_state(RunnerState::paused);
+            control_.take_wake();
+            if (!control_.wait_until(Clock::now() + heartbeat_slice, StopLevel::drain)) {
+                break;
+            }
+            continue;
+        }
+        if (failed_) {
+            if (grant.retry) {
+                {
+                    std::lock_guard lock(grant_mutex_);
+                    grant_.retry = false;
+                }
+                failed_ = false;
+                loaded_for_.reset(); // reload: clears the recorded failure
+                spdlog::info("resumed: retrying after the failure");
+                continue;
+            }
+            control_.take_wake();
+            if (!control_.wait_until(Clock::now() + heartbeat_slice, StopLevel::drain)) {
+                break;
+            }
+            continue;
+        }
+        {
+            std::lock_guard lock(grant_mutex_);
+            grant_.retry = false;
+        }
+        if (const StoreView view = services_.frontier->view(); view.blocked) {
+            health_.update([&](RunnerSnapshot& s) {
+                s.state = RunnerState::blocked;
+                s.error = *view.blocked;
+            });
+            if (!control_.wait_until(Clock::now() + heartbeat_slice, StopLevel::drain)) {
+                break;
+            }
+            continue;
+        }
         try {
-            session();
+            const bool worked = step(*grant.owner, applier);
             reconnect.reset();
+            if (!worked) {
+                // Nothing to do: sleep until woken, or until it is time to
+                // look on its own (a filtered runner behind the settled
+                // point passes the events it does not read at most once
+                // per poll_interval).
+                const auto now = Clock::now();
+                auto deadline = now + heartbeat_slice;
+                const StoreView view = services_.frontier->view();
+                if (view.known && cursor_ < view.settled) {
+                    deadline = std::clamp(last_read_ + projection_.settings.poll_interval, now + 1ms, deadline);
+                }
+                if (!control_.wait_until(deadline, StopLevel::drain)) {
+                    break;
+                }
+            }
         } catch (const store::Interrupted&) {
             break;
         } catch (const store::DatabaseError& error) {
+            if (error.sqlstate() == "PJ005") {
+                spdlog::warn("lost this partition: {}", error.what());
+                {
+                    std::lock_guard lock(grant_mutex_);
+                    if (grant_.owner == grant.owner) {
+                        grant_.owner.reset();
+                    }
+                }
+                loaded_for_.reset();
+                continue;
+            }
+            if (error.sqlstate() == "PJ002") {
+                spdlog::info("the checkpoint moved underneath this runner (a reset); reloading it");
+                loaded_for_.reset();
+                continue;
+            }
             health_.update([&](RunnerSnapshot& s) {
                 s.state = RunnerState::waiting_for_database;
                 s.error = describe(error);
             });
             const auto delay = reconnect.next();
             if (error.connection_lost()) {
-                spdlog::warn("database unavailable: {}; reconnecting in {} ms", error.what(), delay.count());
+                spdlog::warn("database unavailable: {}; retrying in {} ms", error.what(), delay.count());
             } else {
-                spdlog::error("{}; starting over in {} ms", describe(error), delay.count());
+                spdlog::error("{}; retrying in {} ms", describe(error), delay.count());
             }
             if (!control_.sleep_for(delay, StopLevel::drain)) {
                 break;
@@ -91,223 +263,246 @@ void Runner::main() noexcept {
         } catch (const std::exception& error) {
             const auto delay = reconnect.next();
             spdlog::error("internal error: {}; starting over in {} ms", error.what(), delay.count());
+            loaded_for_.reset();
             if (!control_.sleep_for(delay, StopLevel::drain)) {
                 break;
             }
         }
-        health_.beat();
     }
-    if (!failed_) {
-        set_state(RunnerState::stopped);
-        spdlog::info("runner stopped");
-    }
+    health_.update([](RunnerSnapshot& s) {
+        if (s.state != RunnerState::failed) {
+            s.state = RunnerState::stopped;
+        }
+    });
+    spdlog::debug("runner stopped");
     finished_ = true;
 }
 
-void Runner::configure_session(store::Connection& conn) {
-    const auto& db = settings_.database;
-    conn.exec("SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false)",
-              {std::to_string(db.statement_timeout.count()) + "ms", std::to_string(db.lock_timeout.count()) + "ms"});
-    // Over TCP, let the server notice a vanished host within seconds, so that
-    // its advisory lock (the partition's ownership) is released for another
-    // daemon to take over. Ignored on unix sockets.
-    conn.exec("SELECT set_config('tcp_keepalives_idle', '5', false), set_config('tcp_keepalives_interval', "
-              "'2', false), set_config('tcp_keepalives_count', '3', false)");
-    // And let a long statement notice within a second that this runner is gone
-    // (killed, or aborted by a second SIGTERM), so its batch rolls back then.
-    conn.exec("SELECT set_config('client_connection_check_interval', '1000', false)");
-    conn.exec("LISTEN projectiond_events");
-}
-
-bool Runner::take_ownership(store::Connection& conn, const store::Checkpoint& checkpoint) {
-    bool announced = false;
-    while (!store::try_lock_partition(conn, checkpoint.lock_key)) {
-        if (!announced) {
-            spdlog::info("another runner owns this partition; standing by to take over");
-            announced = true;
-            health_.update([](RunnerSnapshot& s) {
-                s.state = RunnerState::waiting_for_ownership;
-                s.started = true;
-            });
-        }
-        health_.beat();
-        if (!control_.sleep_for(ownership_retry, StopLevel::drain)) {
-            return false;
+void Runner::give_back(const store::Ownership& owner) {
+    auto lease = services_.pool->acquire(heartbeat_slice, &interrupt_);
+    if (!lease) {
+        return; // try again next round
+    }
+    try {
+        store::release_partition(lease->conn(), key_, owner);
+    } catch (...) {
+        lease->discard();
+        throw;
+    }
+    {
+        std::lock_guard lock(grant_mutex_);
+        if (grant_.owner == owner) {
+            grant_.owner.reset();
+            grant_.release = false;
         }
     }
-    if (announced) {
-        spdlog::info("took over the partition");
-    }
-    return true;
+    loaded_for_.reset();
+    spdlog::info("handed the partition over to the other daemons");
 }
 
-void Runner::session() {
-    threshold_ = StopLevel::drain;
-    set_state(RunnerState::waiting_for_database);
-    store::Connection conn = store::Connection::open(settings_.connect);
-    configure_session(conn);
-    const auto refuse_partition_change = [&](int stored_count) {
-        fail(conn,
-             fmt::format("the checkpoints of '{}' were written for {} partitions but the configuration now asks "
-                         "for {}; aggregates would change partition mid-stream. Rebuild the read model: clear "
-                         "its tables and run `projectiond reset {}`",
-                         projection_.name, stored_count, projection_.partitions, projection_.name),
-             std::nullopt);
-    };
-    store::Checkpoint checkpoint = store::ensure_checkpoint(conn, projection_.name, partition_, projection_.partitions);
-    if (!checkpoint.stored) {
-        refuse_partition_change(checkpoint.partition_count);
-        return;
+void Runner::load(store::Connection& conn, const store::Ownership& owner) {
+    const store::Checkpoint checkpoint = store::load_checkpoint(conn, key_);
+    if (checkpoint.owner != owner) {
+        throw store::DatabaseError(
+            fmt::format("{} partition {} is owned by daemon {} now", key_.projection, key_.partition,
+                        checkpoint.owner.daemon),
+            "PJ005");
     }
-    if (!take_ownership(conn, checkpoint)) {
-        return;
-    }
-    // Read again under the lock: the previous owner may have moved it.
-    checkpoint = store::load_checkpoint(conn, projection_.name, partition_);
     if (checkpoint.partition_count != projection_.partitions) {
-        refuse_partition_change(checkpoint.partition_count);
+        loaded_for_ = owner;
+        fail(conn, owner,
+             fmt::format("the checkpoints of '{}' were written for {} partitions but the configuration asks for {}; "
+                         "aggregates would change partition mid-stream. Rebuild the read model (see `projectiond "
+                         "reset` and `projectiond rebuild`)",
+                         projection_.name, checkpoint.partition_count, projection_.partitions),
+             std::nullopt);
         return;
     }
     if (checkpoint.failed) {
         spdlog::info("retrying after the recorded failure: {}", checkpoint.last_error.value_or("(none)"));
+        store::clear_failure(conn, key_, owner);
     }
-    store::claim_checkpoint(conn, projection_.name, partition_, settings_.owner);
-    BatchApplier applier(conn, plan_, projection_.name, partition_, health_);
-    conn.prepare("read", plan_.read_sql());
-    applier.prepare();
-
-    Progress progress{checkpoint.cursor, checkpoint.last_global_position};
-    if (progress.cursor == store::Cursor{}) {
+    cursor_ = checkpoint.cursor;
+    last_global_position_ = checkpoint.last_global_position;
+    skip_ = checkpoint.skip;
+    if (skip_ && cursor_ >= skip_->through) {
+        skip_.reset();
+    }
+    loaded_for_ = owner;
+    more_ = true;
+    if (cursor_ == store::Cursor{}) {
         spdlog::info("Starting fresh (no checkpoint found)");
     } else {
-        spdlog::info("Resuming from checkpoint: position {}", progress.last_global_position);
+        spdlog::info("Resuming from checkpoint: position {}", last_global_position_);
     }
     health_.update([&](RunnerSnapshot& s) {
         s.state = RunnerState::catching_up;
-        s.started = true;
         s.error.reset();
-        s.last_global_position = progress.last_global_position;
+        s.failed_position.reset();
+        s.last_global_position = last_global_position_;
+        s.cursor = cursor_;
     });
+}
 
-    const auto batch_size = std::to_string(projection_.settings.batch_size);
-    store::Params read_params{std::string(), std::string(), batch_size,
-                              std::to_string(ReadPlan::window_size(projection_.settings.batch_size))};
-    read_params.insert(read_params.end(), plan_.filter_arguments().begin(), plan_.filter_arguments().end());
-    Backoff pending_wait(5ms, 500ms);
-    auto last_touch = Clock::now();
-    bool idle_logged = false;
-
-    for (;;) {
-        if (control_.at_least(StopLevel::drain)) {
-            return;
+bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
+    const auto now = Clock::now();
+    const bool woken = control_.take_wake();
+    const StoreView view = services_.frontier->view();
+    const bool loaded = loaded_for_ == owner;
+    const bool behind = !view.known || cursor_ < view.settled;
+    const bool poll_due = now - last_read_ >= projection_.settings.poll_interval;
+    if (loaded && !more_ && !woken && !(behind && (!plan_.filtered() || poll_due))) {
+        if (!view.pending) {
+            set_state(RunnerState::caught_up);
         }
+        return false;
+    }
+
+    threshold_ = StopLevel::drain;
+    auto lease = services_.pool->acquire(heartbeat_slice, &interrupt_);
+    if (!lease) {
+        more_ = true; // no connection free yet: try again
+        return true;
+    }
+    try {
+        if (!loaded) {
+            load(lease->conn(), owner);
+            if (failed_) {
+                return true;
+            }
+        }
+        applier.prepare(*lease);
+        const std::string prefix = statement_prefix();
+        for (const bool windowed : {false, true}) {
+            const std::string name = prefix + (windowed ? "read_windowed" : "read");
+            if (!lease->is_prepared(name)) {
+                lease->conn().prepare(name, plan_.read_sql(windowed));
+                lease->mark_prepared(name);
+            }
+        }
+
+        const bool skipping = skip_ && cursor_ < skip_->through;
+        const bool windowed = plan_.filtered() || skipping;
+        const store::SkipRange skip = skipping ? *skip_ : store::SkipRange{};
+        store::Params params{cursor_.epoch_text(),
+                             cursor_.transaction_text(),
+                             cursor_.position_text(),
+                             std::to_string(projection_.settings.batch_size),
+                             std::to_string(ReadPlan::window_size(projection_.settings.batch_size)),
+                             skip.through.epoch_text(),
+                             skip.through.transaction_text(),
+                             skip.through.position_text(),
+                             std::to_string(skip.at_or_below)};
+        params.insert(params.end(), plan_.filter_arguments().begin(), plan_.filter_arguments().end());
+        const store::Result batch =
+            lease->conn().exec_prepared(prefix + (windowed ? "read_windowed" : "read"), params);
+        last_read_ = Clock::now();
         health_.beat();
-        read_params[0] = progress.cursor.transaction_text();
-        read_params[1] = progress.cursor.position_text();
-        const store::Result batch = conn.exec_prepared("read", read_params);
-        const bool pending = batch.boolean(0, col_pending);
         const int rows = batch.is_null(0, col_transaction_id) ? 0 : batch.rows();
-        // The last settled event in reading order, and the end of this read's
-        // window; {0, 0} (before everything) when there is none.
-        const auto cursor_at = [&](int xid_column, int position_column) {
-            return batch.is_null(0, xid_column) ? store::Cursor{}
-                                                : store::Cursor{store::parse_transaction_id(batch.text(0, xid_column)),
-                                                                batch.int64(0, position_column)};
+        const auto cursor_at = [&](int column) {
+            return batch.is_null(0, column) ? store::Cursor{}
+                                            : store::Cursor{batch.int64(0, column),
+                                                            store::parse_transaction_id(batch.text(0, column + 1)),
+                                                            batch.int64(0, column + 2)};
         };
-        const store::Cursor settled = cursor_at(col_settled_xid, col_settled_position);
-        const store::Cursor reach = cursor_at(col_reach_xid, col_reach_position);
-        const std::int64_t max_position = batch.is_null(0, col_max_position) ? 0 : batch.int64(0, col_max_position);
-        health_.update([&](RunnerSnapshot& s) { s.max_global_position = max_position; });
+        const store::Cursor settled = cursor_at(col_settled_epoch);
+        const store::Cursor reach = cursor_at(col_reach_epoch);
         if (control_.at_least(StopLevel::drain)) {
-            return; // a batch read but not begun is not in flight
+            return true; // a batch read but not begun is not in flight
         }
 
         const bool full = rows == projection_.settings.batch_size;
-        // A short batch has seen every event of its window: the cursor may pass
-        // the events the filters left out, up to the window's end.
-        store::Cursor to = rows > 0 ? cursor_of(batch, rows - 1) : progress.cursor;
+        // A short batch has seen every event of its window: the cursor may
+        // pass the events the filters (and the skip range) left out, up to
+        // the window's end.
+        store::Cursor to = rows > 0 ? cursor_of(batch, rows - 1) : cursor_;
         if (!full && reach > to) {
             to = reach;
         }
-        if (rows > 0 || to > progress.cursor) {
-            idle_logged = false;
-            set_state(RunnerState::catching_up);
-            switch (apply_batch(conn, applier, batch, rows, to, progress)) {
-            case BatchEnd::committed:
-                break;
-            case BatchEnd::failed_and_stopped:
-            case BatchEnd::drained:
-                return;
+        more_ = false;
+        if (rows == 0 && to <= cursor_) {
+            if (!view.pending) {
+                set_state(RunnerState::caught_up);
             }
-            last_touch = Clock::now();
-            if (full || progress.cursor < to || progress.cursor < settled) {
-                continue; // more to read now
-            }
+            return false;
         }
-
-        if (!pending) {
-            pending_wait.reset();
-            set_state(RunnerState::caught_up);
-            if (!idle_logged) {
-                spdlog::info("caught up at position {}", progress.last_global_position);
-                idle_logged = true;
-            }
+        set_state(RunnerState::catching_up);
+        if (apply_batch(*lease, applier, batch, rows, to, owner) != BatchEnd::committed) {
+            return true;
         }
-        if (Clock::now() - last_touch >= touch_interval) {
-            store::touch_checkpoint(conn, projection_.name, partition_);
-            last_touch = Clock::now();
+        more_ = full || cursor_ < settled;
+        return true;
+    } catch (const store::DatabaseError& error) {
+        if (error.connection_lost()) {
+            lease->discard();
         }
-        // Committed events above the horizon wait for an older transaction to
-        // end; that gives no notification, so look again soon.
-        const auto wait = pending ? std::chrono::duration_cast<std::chrono::milliseconds>(pending_wait.next())
-                                  : projection_.settings.poll_interval;
-        const auto deadline = Clock::now() + wait;
-        while (Clock::now() < deadline) {
-            const auto slice_end = std::min(deadline, Clock::now() + heartbeat_slice);
-            health_.beat();
-            if (conn.wait_for_notification(slice_end)) {
-                break;
-            }
-        }
+        throw;
+    } catch (const store::Interrupted&) {
+        lease->discard();
+        throw;
     }
 }
 
-Runner::BatchEnd Runner::apply_batch(store::Connection& conn, BatchApplier& applier, const store::Result& batch,
-                                     int rows, store::Cursor to, Progress& progress) {
+Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchApplier& applier,
+                                     const store::Result& batch, int rows, store::Cursor to,
+                                     const store::Ownership& owner) {
     BatchRequest request;
     request.rows = &batch;
     request.handle_count = rows;
-    request.from = progress.cursor;
+    request.from = cursor_;
     request.to = to;
+    request.owner = owner;
     int failures = 0;
-    Backoff retry(200ms, 30s);
+    system::Backoff retry(200ms, 30s);
     const auto started = Clock::now();
+    // on_error: stop commits what comes before the failing event, then stops.
+    std::optional<std::pair<std::string, std::optional<std::int64_t>>> stop_after;
 
     for (;;) {
         threshold_ = StopLevel::abort; // a drain lets the batch in flight commit
-        BatchOutcome outcome = applier.apply(request);
+        BatchOutcome outcome = applier.apply(lease, request);
         threshold_ = StopLevel::drain;
         if (outcome.committed) {
             const int applied = request.handle_count + (request.dead_letter_row ? 1 : 0);
-            progress.cursor = request.to;
-            progress.last_global_position = outcome.last_global_position;
-            health_.update([&](RunnerSnapshot& s) { s.last_global_position = outcome.last_global_position; });
+            cursor_ = request.to;
+            last_global_position_ = std::max(last_global_position_, outcome.last_global_position);
+            if (skip_ && cursor_ >= skip_->through) {
+                skip_.reset();
+            }
+            health_.update([&](RunnerSnapshot& s) {
+                s.last_global_position = last_global_position_;
+                s.cursor = cursor_;
+                s.events_applied += request.handle_count;
+                s.dead_letters += request.dead_letter_row ? 1 : 0;
+                ++s.batches;
+            });
             if (applied > 0) {
                 const auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
-                logging::ScopedPosition at(outcome.last_global_position);
-                spdlog::info("committed {} event{}, checkpoint at {}, {:.0f} events/s", applied,
-                             applied == 1 ? "" : "s", outcome.last_global_position,
-                             seconds > 0 ? applied / seconds : 0.0);
+                logging::ScopedPosition at(last_global_position_);
+                spdlog::debug("committed {} event{}, checkpoint at {}, {:.0f} events/s", applied,
+                              applied == 1 ? "" : "s", last_global_position_, seconds > 0 ? applied / seconds : 0.0);
                 log_events(batch, request.handle_count);
             } else {
-                spdlog::debug("checkpoint passed filtered events up to position {}", outcome.last_global_position);
+                spdlog::debug("checkpoint passed filtered events up to position {}", last_global_position_);
+            }
+            if (stop_after) {
+                fail(lease.conn(), owner, stop_after->first, stop_after->second);
+                return BatchEnd::failed_and_stopped;
             }
             return BatchEnd::committed;
         }
 
         const store::DatabaseError& error = *outcome.error;
-        if (error.sqlstate() == "PJ002") {
-            throw error; // the checkpoint moved (a reset): start over from it
+        if (error.sqlstate() == "PJ002" || error.sqlstate() == "PJ005") {
+            throw error; // the checkpoint moved, or the partition is no longer ours
+        }
+        if (outcome.failed_row && outcome.failed_rows > 1) {
+            // A batch handler's run failed: run those events one at a time to
+            // find the one that fails (not counted as a retry).
+            request.isolate_from = *outcome.failed_row;
+            request.isolate_to = *outcome.failed_row + outcome.failed_rows;
+            spdlog::info("{}; running those events one at a time to find the failing one", describe(error));
+            continue;
         }
         if (error.transient()) {
             const auto delay = retry.next();
@@ -320,7 +515,7 @@ Runner::BatchEnd Runner::apply_batch(store::Connection& conn, BatchApplier& appl
         }
         const std::optional<std::int64_t> failed_position =
             outcome.failed_row ? std::optional(batch.int64(*outcome.failed_row, col_global_position)) : std::nullopt;
-        logging::ScopedPosition at(failed_position.value_or(progress.last_global_position));
+        logging::ScopedPosition at(failed_position.value_or(last_global_position_));
         if (++failures <= projection_.settings.max_retries) {
             const auto delay = retry.next();
             spdlog::warn("batch rolled back, retry {} of {} in {} ms: {}", failures, projection_.settings.max_retries,
@@ -330,28 +525,42 @@ Runner::BatchEnd Runner::apply_batch(store::Connection& conn, BatchApplier& appl
             }
             continue;
         }
-        if (projection_.settings.on_error == config::OnError::skip && outcome.failed_row) {
-            // Apply the events before the failing one, park it, and move past it.
-            const int row = *outcome.failed_row;
+        if (!outcome.failed_row) {
+            // Not a handler's fault (the commit itself failed): nothing to
+            // isolate; stop where the batch began.
+            fail(lease.conn(), owner, describe(error), std::nullopt);
+            return BatchEnd::failed_and_stopped;
+        }
+        const int row = *outcome.failed_row;
+        failures = 0;
+        retry.reset();
+        if (projection_.settings.on_error == config::OnError::skip) {
+            // Apply the events before the failing one, park it, move past it.
             spdlog::error("parking the event at position {} in projection_dead_letters after {} failed attempts: {}",
-                          *failed_position, failures, describe(error));
+                          *failed_position, projection_.settings.max_retries + 1, describe(error));
             request.handle_count = row;
             request.dead_letter_row = row;
             request.dead_letter_error = error.what();
             request.dead_letter_sqlstate = error.sqlstate();
             request.to = cursor_of(batch, row);
-            failures = 0;
-            retry.reset();
             continue;
         }
-        fail(conn, describe(error), failed_position);
-        return BatchEnd::failed_and_stopped;
+        // on_error: stop. Apply and commit the events before the failing one,
+        // then stop with the checkpoint just before it.
+        stop_after.emplace(describe(error), failed_position);
+        if (row == 0) {
+            fail(lease.conn(), owner, stop_after->first, stop_after->second);
+            return BatchEnd::failed_and_stopped;
+        }
+        request.handle_count = row;
+        request.dead_letter_row.reset();
+        request.to = cursor_of(batch, row - 1);
     }
 }
 
 void Runner::log_events(const store::Result& batch, int rows) {
     const int name_column = plan_.log_name_column();
-    if (!projection_.log && !spdlog::should_log(spdlog::level::debug)) {
+    if (!projection_.log && !spdlog::should_log(spdlog::level::trace)) {
         return;
     }
     for (int row = 0; row < rows; ++row) {
@@ -365,22 +574,24 @@ void Runner::log_events(const store::Result& batch, int rows) {
             spdlog::info("✓ Processed event #{} (position: {}, aggregate: {}): {}", ++events_logged_, position,
                          aggregate, label);
         } else {
-            spdlog::debug("handled {} (position: {}, aggregate: {})", batch.text(row, col_event_type), position,
+            spdlog::trace("handled {} (position: {}, aggregate: {})", batch.text(row, col_event_type), position,
                           aggregate);
         }
     }
 }
 
-void Runner::fail(store::Connection& conn, const std::string& error, std::optional<std::int64_t> position) {
+void Runner::fail(store::Connection& conn, const store::Ownership& owner, const std::string& error,
+                  std::optional<std::int64_t> position) {
     failed_ = true;
     health_.update([&](RunnerSnapshot& s) {
         s.state = RunnerState::failed;
         s.error = error;
+        s.failed_position = position;
     });
-    spdlog::error("projection stopped (on_error: stop){}: {}; fix the cause, then restart projectiond or run "
-                  "`projectiond reset {}`",
+    spdlog::error("projection stopped (on_error: stop){}: {}; its checkpoint is just before that event. Fix the "
+                  "cause, then run `projectiond resume {}`",
                   position ? fmt::format(" at position {}", *position) : std::string(), error, projection_.name);
-    store::record_failure(conn, projection_.name, partition_, error, position);
+    store::record_failure(conn, key_, owner, error, position);
 }
 
 } // namespace projectiond::projection

@@ -1,31 +1,38 @@
 #pragma once
-// Runs one projection partition in its own thread with its own connection:
-// takes ownership of the partition, then reads batches after its checkpoint and
-// applies them, until told to stop. Reconnects on its own when the database
-// goes away.
+// Runs one partition of one generation of a projection in its own thread.
+// It processes batches only while the daemon's coordinator has granted it
+// the partition's ownership (with a fencing token every commit checks),
+// borrows a connection from the daemon's pool for each batch, and sleeps
+// until the watcher wakes it when there is nothing to do.
 
 #include "config/config.hpp"
+#include "projection/frontier_board.hpp"
 #include "projection/read_plan.hpp"
 #include "projection/runner_control.hpp"
 #include "projection/runner_health.hpp"
 #include "store/checkpoints.hpp"
-#include "store/connection.hpp"
+#include "store/connection_pool.hpp"
+#include "store/frontier.hpp"
 
+#include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
 namespace projectiond::projection {
 
-struct RunnerSettings {
-    store::ConnectOptions connect;     // its interrupt is the runner's own
-    config::DatabaseSettings database; // statement and lock timeouts
-    std::string owner;                 // "host pid N", recorded with the checkpoint
+class BatchApplier;
+
+// What a runner uses of the daemon; it outlives every runner.
+struct RunnerServices {
+    store::ConnectionPool* pool = nullptr;
+    const FrontierBoard* frontier = nullptr;
 };
 
 class Runner {
 public:
-    Runner(config::Projection projection, int partition, RunnerSettings settings);
+    Runner(config::Projection projection, store::PartitionKey key, RunnerServices services, std::uint64_t id);
     Runner(const Runner&) = delete;
     Runner& operator=(const Runner&) = delete;
     // Aborts the runner if it is still going, and joins its thread.
@@ -36,31 +43,52 @@ public:
     void join();
     bool finished() const noexcept { return finished_.load(); }
 
+    // From the coordinator, any thread.
+    void grant(store::Ownership owner);
+    void revoke();          // another daemon has it now: stop at once
+    void request_release(); // give it back at the next batch boundary
+    void set_paused(bool paused);
+    void retry_failure(); // `projectiond resume` of a failed partition
+    void wake() noexcept { control_.wake(); }
+    // The ownership the runner works under, if any.
+    std::optional<store::Ownership> ownership() const;
+    bool release_requested() const;
+    // Whether a newly settled event is one this partition reads.
+    bool wants(const store::SettledEvent& event) const;
+
     const config::Projection& projection() const noexcept { return projection_; }
-    int partition() const noexcept { return partition_; }
+    const store::PartitionKey& key() const noexcept { return key_; }
     const RunnerHealth& health() const noexcept { return health_; }
+    std::uint64_t id() const noexcept { return id_; }
+    // The prefix of the names of its statements prepared on pooled connections.
+    std::string statement_prefix() const { return "r" + std::to_string(id_) + "_"; }
 
 private:
-    struct Progress {
-        store::Cursor cursor;
-        std::int64_t last_global_position = 0;
+    struct Grant {
+        std::optional<store::Ownership> owner;
+        bool release = false;
+        bool paused = false;
+        bool retry = false;
     };
     enum class BatchEnd { committed, failed_and_stopped, drained };
 
     void main() noexcept;
-    // One connection's life; returns when told to stop or when the projection failed.
-    void session();
-    bool take_ownership(store::Connection& conn, const store::Checkpoint& checkpoint);
-    void configure_session(store::Connection& conn);
-    BatchEnd apply_batch(store::Connection& conn, class BatchApplier& applier, const store::Result& batch, int rows,
-                         store::Cursor to, Progress& progress);
+    // One step of work under `owner`; false when there was nothing to do.
+    bool step(const store::Ownership& owner, BatchApplier& applier);
+    void load(store::Connection& conn, const store::Ownership& owner);
+    void give_back(const store::Ownership& owner);
+    BatchEnd apply_batch(store::ConnectionPool::Lease& lease, BatchApplier& applier, const store::Result& batch,
+                         int rows, store::Cursor to, const store::Ownership& owner);
     void log_events(const store::Result& batch, int rows);
-    void fail(store::Connection& conn, const std::string& error, std::optional<std::int64_t> position);
+    void fail(store::Connection& conn, const store::Ownership& owner, const std::string& error,
+              std::optional<std::int64_t> position);
     void set_state(RunnerState state);
+    Grant grant_snapshot() const;
 
     config::Projection projection_;
-    int partition_;
-    RunnerSettings settings_;
+    store::PartitionKey key_;
+    RunnerServices services_;
+    std::uint64_t id_;
     ReadPlan plan_;
     RunnerControl control_;
     RunnerHealth health_;
@@ -68,8 +96,19 @@ private:
     // batch is in flight (a drain lets it commit).
     std::atomic<StopLevel> threshold_{StopLevel::drain};
     store::Interrupt interrupt_;
-    std::int64_t events_logged_ = 0;
+
+    mutable std::mutex grant_mutex_;
+    Grant grant_;
+
+    // The runner thread's own state.
+    std::optional<store::Ownership> loaded_for_; // the ownership the cursor below was loaded under
+    store::Cursor cursor_;
+    std::int64_t last_global_position_ = 0;
+    std::optional<store::SkipRange> skip_;
     bool failed_ = false;
+    bool more_ = true; // the last read suggests reading again at once
+    std::chrono::steady_clock::time_point last_read_{};
+    std::int64_t events_logged_ = 0;
     std::atomic<bool> finished_{false};
     std::thread thread_;
 };

@@ -1,7 +1,9 @@
 #pragma once
-// What a runner shows the rest of the daemon: its state for STATUS= and logs,
-// and a heartbeat the watchdog reads. Written by the runner thread, read by the
-// main thread.
+// What a runner shows the rest of the daemon: its state for STATUS=, logs and
+// metrics, and a heartbeat the watchdog reads. Written by the runner thread,
+// read by the main thread and the watcher.
+
+#include "store/checkpoints.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -14,11 +16,13 @@ namespace projectiond::projection {
 
 enum class RunnerState {
     starting,
-    waiting_for_database,  // connecting, or reconnecting after a failure
-    waiting_for_ownership, // another runner owns the partition
+    standby,              // another daemon owns the partition (or nobody gave it to this one yet)
+    waiting_for_database, // connecting, or reconnecting after a failure
     catching_up,
     caught_up,
-    failed, // on_error: stop tripped; needs a restart or reset
+    paused,  // `projectiond pause`
+    failed,  // on_error: stop tripped; `projectiond resume` retries
+    blocked, // the store cannot be read safely yet (see the error)
     stopped,
 };
 
@@ -26,14 +30,15 @@ const char* to_string(RunnerState state) noexcept;
 
 struct RunnerSnapshot {
     RunnerState state = RunnerState::starting;
+    bool started = false; // the thread runs and knows whether it owns its partition
+    bool owned = false;
     std::int64_t last_global_position = 0;
-    std::int64_t max_global_position = 0; // of the store, at the last read
+    store::Cursor cursor;
     std::optional<std::string> error;
-    bool started = false; // connected once, and owning or waiting to own its partition
-
-    std::int64_t behind() const noexcept {
-        return max_global_position > last_global_position ? max_global_position - last_global_position : 0;
-    }
+    std::optional<std::int64_t> failed_position;
+    std::int64_t events_applied = 0; // since the runner started
+    std::int64_t batches = 0;
+    std::int64_t dead_letters = 0;
 };
 
 class RunnerHealth {
@@ -46,7 +51,7 @@ public:
         change(snapshot_);
     }
 
-    // Progress or a healthy idle wait happened now.
+    // Progress or a healthy wait happened now.
     void beat() noexcept { heartbeat_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
     Clock::time_point last_beat() const noexcept {
         return Clock::time_point(Clock::duration(heartbeat_.load(std::memory_order_relaxed)));

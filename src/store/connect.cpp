@@ -48,4 +48,16 @@ ConnectOptions connect_options(const config::DatabaseSettings& settings,
     return options;
 }
 
+void configure_session(Connection& conn, const config::DatabaseSettings& settings,
+                       std::chrono::milliseconds idle_in_transaction) {
+    conn.exec("SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false), "
+              "set_config('idle_in_transaction_session_timeout', $3, false), "
+              "set_config('tcp_keepalives_idle', '5', false), set_config('tcp_keepalives_interval', '2', false), "
+              "set_config('tcp_keepalives_count', '3', false), "
+              "set_config('client_connection_check_interval', '1000', false)",
+              {std::to_string(settings.statement_timeout.count()) + "ms",
+               std::to_string(settings.lock_timeout.count()) + "ms",
+               std::to_string(idle_in_transaction.count()) + "ms"});
+}
+
 } // namespace projectiond::store

@@ -18,4 +18,12 @@ inline constexpr const char* password_credential = "database-password";
 ConnectOptions connect_options(const config::DatabaseSettings& settings,
                                const std::optional<std::string>& url_override);
 
+// Bounds every statement and lock wait of a daemon session, and lets the
+// server notice a vanished client: over TCP by keepalives, and in a long
+// statement by checking the socket every second (so a killed or aborted
+// daemon's batch rolls back at once). `idle_in_transaction` bounds a
+// transaction whose client stopped talking mid-batch (SIGSTOP, a frozen VM).
+void configure_session(Connection& conn, const config::DatabaseSettings& settings,
+                       std::chrono::milliseconds idle_in_transaction);
+
 } // namespace projectiond::store

@@ -42,6 +42,20 @@ DatabaseError error_from(const Result& result, std::string_view doing) {
     return DatabaseError(doing.empty() ? message : fmt::format("{}: {}", doing, message), result.sqlstate());
 }
 
+// The server refused the login itself: retrying with the same settings cannot
+// succeed. libpq gives no SQLSTATE for a failed connection, only its message.
+bool login_rejected(std::string_view message) {
+    for (const std::string_view sign :
+         {"password authentication failed", "no pg_hba.conf entry", "pg_hba.conf rejects", "does not exist",
+          "permission denied for database", "no password supplied", "authentication failed",
+          "must have CONNECT privilege"}) {
+        if (message.find(sign) != std::string_view::npos) {
+            return true;
+        }
+    }
+    return false;
+}
+
 } // namespace
 
 std::string redact_conninfo(const std::string& conninfo) {
@@ -143,13 +157,16 @@ Connection Connection::open(const ConnectOptions& options) {
     conn.interrupt_ = options.interrupt;
     PQsetNoticeReceiver(raw, log_notice, nullptr);
     if (PQstatus(raw) == CONNECTION_BAD) {
-        throw DatabaseUnavailable(fmt::format("cannot connect to PostgreSQL: {}", trimmed(PQerrorMessage(raw))));
+        const std::string message = trimmed(PQerrorMessage(raw));
+        throw DatabaseUnavailable(fmt::format("cannot connect to PostgreSQL: {}", message), login_rejected(message));
     }
     const auto deadline = Clock::now() + options.connect_timeout;
     PostgresPollingStatusType state = PGRES_POLLING_WRITING;
     while (state != PGRES_POLLING_OK) {
         if (state == PGRES_POLLING_FAILED) {
-            throw DatabaseUnavailable(fmt::format("cannot connect to PostgreSQL: {}", trimmed(PQerrorMessage(raw))));
+            const std::string message = trimmed(PQerrorMessage(raw));
+            throw DatabaseUnavailable(fmt::format("cannot connect to PostgreSQL: {}", message),
+                                      login_rejected(message));
         }
         if (!conn.wait_socket(state == PGRES_POLLING_WRITING, deadline)) {
             throw DatabaseUnavailable(
@@ -210,7 +227,7 @@ void Connection::throw_connection_error(std::string_view doing) const {
     throw DatabaseError(fmt::format("{}: {}", doing, message), "08006", true);
 }
 
-bool Connection::wait_socket(bool for_write, std::optional<Clock::time_point> deadline) {
+short Connection::wait_socket(bool for_write, std::optional<Clock::time_point> deadline) {
     const int socket = PQsocket(conn_);
     if (socket < 0) {
         throw_connection_error("waiting for the server");
@@ -220,7 +237,7 @@ bool Connection::wait_socket(bool for_write, std::optional<Clock::time_point> de
         throw Interrupted();
     }
     for (;;) {
-        pollfd fds[2] = {{socket, static_cast<short>(for_write ? POLLOUT : POLLIN), 0},
+        pollfd fds[2] = {{socket, static_cast<short>(for_write ? (POLLIN | POLLOUT) : POLLIN), 0},
                          {interruptible ? interrupt_->fd : -1, POLLIN, 0}};
         int timeout_ms = -1;
         if (deadline) {
@@ -235,30 +252,31 @@ bool Connection::wait_socket(bool for_write, std::optional<Clock::time_point> de
             throw std::system_error(errno, std::generic_category(), "poll on the database socket");
         }
         if (ready == 0) {
-            return false;
+            return 0;
         }
         if ((fds[1].revents & POLLIN) != 0 && interrupt_->give_up()) {
             throw Interrupted();
         }
         if (fds[0].revents != 0) {
-            return true;
+            return fds[0].revents;
         }
     }
 }
 
 void Connection::flush() {
     for (;;) {
-        const int pending = PQflush(conn_);
-        if (pending == 0) {
+        const int result = PQflush(conn_);
+        if (result == 0) {
             return;
         }
-        if (pending < 0) {
+        if (result < 0) {
             throw_connection_error("sending to the server");
         }
-        // Read while we wait to write, or a server blocked on sending us results
-        // and a client blocked on sending it queries would wait for each other.
-        wait_socket(true, std::nullopt);
-        if (PQconsumeInput(conn_) == 0) {
+        // Read while we wait to write: a server blocked on sending us results
+        // stops reading, and a client blocked on sending it queries would then
+        // wait for it forever (libpq's PQflush documentation).
+        const short events = wait_socket(true, std::nullopt);
+        if ((events & (POLLIN | POLLERR | POLLHUP)) != 0 && PQconsumeInput(conn_) == 0) {
             throw_connection_error("reading from the server");
         }
     }
@@ -325,7 +343,12 @@ Result Connection::exec(const std::string& sql, const Params& params) {
 }
 
 void Connection::prepare(const std::string& name, const std::string& sql) {
-    if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr) == 0) {
+    prepare(name, sql, {});
+}
+
+void Connection::prepare(const std::string& name, const std::string& sql, const std::vector<Oid>& types) {
+    if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(types.size()),
+                      types.empty() ? nullptr : types.data()) == 0) {
         throw_connection_error("preparing a statement");
     }
     collect_results();
@@ -355,10 +378,11 @@ void Connection::send_prepared(const std::string& name, int count, const char* c
     }
 }
 
-void Connection::send(const std::string& sql, const Params& params) {
+void Connection::send(const std::string& sql, const Params& params, const std::vector<Oid>& types) {
     const auto values = raw_values(params);
-    if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr,
-                          0) == 0) {
+    if (PQsendQueryParams(conn_, sql.c_str(), static_cast<int>(values.size()),
+                          types.size() == values.size() && !types.empty() ? types.data() : nullptr, values.data(),
+                          nullptr, nullptr, 0) == 0) {
         throw_connection_error("sending a statement");
     }
 }

@@ -52,13 +52,15 @@ public:
     // Extended protocol with text parameters bound as $1, $2, ...
     Result exec(const std::string& sql, const Params& params);
     void prepare(const std::string& name, const std::string& sql);
+    // With the parameters' types given (0 lets the server infer one).
+    void prepare(const std::string& name, const std::string& sql, const std::vector<Oid>& types);
     Result exec_prepared(const std::string& name, const Params& params);
 
     // Pipeline mode (libpq >= 14): queue statements, sync, then read results in order.
     void enter_pipeline();
     void exit_pipeline();
     void send_prepared(const std::string& name, int count, const char* const* values);
-    void send(const std::string& sql, const Params& params);
+    void send(const std::string& sql, const Params& params, const std::vector<Oid>& types = {});
     void pipeline_sync();
     // The next result of the pipeline; an empty Result marks the end of one
     // statement's results. Errors are returned, not thrown, so the caller can
@@ -84,8 +86,9 @@ private:
     Result collect_results();
     void flush();
     void consume_until_not_busy();
-    // Waits for the socket; false when the deadline passed first.
-    bool wait_socket(bool for_write, std::optional<Clock::time_point> deadline);
+    // Waits for the socket to become readable (and writable too, when
+    // `for_write`); returns poll's revents, 0 when the deadline passed first.
+    short wait_socket(bool for_write, std::optional<Clock::time_point> deadline);
 
     PGconn* conn_ = nullptr;
     PGcancel* cancel_ = nullptr;

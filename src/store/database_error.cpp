@@ -8,6 +8,8 @@ bool DatabaseError::transient() const noexcept {
     if (connection_lost_) {
         return true;
     }
+    // Only these are worth retrying as they are; anything else (a syntax
+    // error, a missing table, a constraint, a refused login) says what it is.
     const std::string_view state = sqlstate_;
     return state.starts_with("08") // connection exception
            || state == "40001"     // serialization_failure

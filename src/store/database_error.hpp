@@ -26,7 +26,14 @@ private:
 // No connection could be made (refused, unknown host, authentication, timeout).
 class DatabaseUnavailable : public DatabaseError {
 public:
-    explicit DatabaseUnavailable(std::string message) : DatabaseError(std::move(message), "08001", true) {}
+    // `rejected`: the server answered and refused this login (wrong password,
+    // unknown role or database, pg_hba.conf): waiting will not help.
+    DatabaseUnavailable(std::string message, bool rejected = false)
+        : DatabaseError(std::move(message), rejected ? "28000" : "08001", !rejected), rejected_(rejected) {}
+    bool rejected() const noexcept { return rejected_; }
+
+private:
+    bool rejected_;
 };
 
 // A wait on the database was given up because the caller was told to stop.

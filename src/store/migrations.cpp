@@ -1,8 +1,10 @@
 #include "store/migrations.hpp"
 
 #include "store/database_error.hpp"
+#include "store/transaction.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace projectiond::store {
 
@@ -56,29 +58,52 @@ private:
 } // namespace
 
 SchemaState schema_state(Connection& conn) {
-    return SchemaState{applied_version(conn), latest_known()};
+    SchemaState state{applied_version(conn), latest_known(), {}};
+    if (state.applied_version == 0) {
+        return state;
+    }
+    const Result applied = conn.exec("SELECT version, name, checksum FROM schema_migrations ORDER BY version");
+    for (int row = 0; row < applied.rows(); ++row) {
+        for (const Migration& migration : embedded_migrations()) {
+            if (migration.version == applied.int64(row, 0) && migration.checksum != applied.text(row, 2)) {
+                state.altered.push_back(fmt::format("{} (applied with checksum {}, this projectiond carries {})",
+                                                    migration.name, applied.text(row, 2).substr(0, 12),
+                                                    migration.checksum.substr(0, 12)));
+            }
+        }
+    }
+    return state;
+}
+
+std::string describe_altered(const SchemaState& state) {
+    return fmt::format("migration{} {} changed after {} applied: the database may not have the schema this "
+                       "projectiond expects. Restore the original migration files (a mixed-up installation?) "
+                       "or recreate the database",
+                       state.altered.size() == 1 ? "" : "s", fmt::join(state.altered, ", "),
+                       state.altered.size() == 1 ? "it was" : "they were");
 }
 
 int migrate(Connection& conn, const std::function<void(const Migration&)>& applied) {
     MigrationLock lock(conn);
     conn.exec(create_bookkeeping);
-    const int from = applied_version(conn);
+    const SchemaState state = schema_state(conn);
+    if (!state.altered.empty()) {
+        throw DatabaseError(describe_altered(state), "PJ008");
+    }
+    const int from = state.applied_version;
     int count = 0;
     for (const Migration& migration : embedded_migrations()) {
         if (migration.version <= from) {
             continue;
         }
         try {
-            conn.exec("BEGIN");
+            Transaction tx(conn);
             conn.exec(migration.sql);
             conn.exec(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                 {std::to_string(migration.version), std::string(migration.name), std::string(migration.checksum)});
-            conn.exec("COMMIT");
+            tx.commit();
         } catch (const DatabaseError& error) {
-            if (conn.healthy()) {
-                conn.exec("ROLLBACK");
-            }
             throw DatabaseError(
                 fmt::format("migration {} failed and was rolled back: {}", migration.name, error.what()),
                 error.sqlstate(), error.connection_lost());

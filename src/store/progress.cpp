@@ -1,6 +1,7 @@
 #include "store/progress.hpp"
 
 #include "store/checkpoints.hpp"
+#include "store/transaction.hpp"
 
 #include <fmt/format.h>
 
@@ -8,48 +9,68 @@ namespace projectiond::store {
 
 StoreProgress read_progress(Connection& conn) {
     StoreProgress progress;
-    // One statement, so the totals and the checkpoints come from one snapshot.
-    const Result result = conn.exec(fmt::format(
-        R"sql(
-WITH totals AS (
-    SELECT count(*) AS total, coalesce(max(global_position), 0) AS max_position FROM events)
-SELECT t.total, t.max_position,
-       c.projection_name, c.partition_index, c.partition_count, c.last_global_position,
-       (SELECT count(*) FROM events e
-         WHERE (e.transaction_id, e.global_position) > (c.cursor_transaction_id, c.cursor_global_position))
-           AS remaining,
+    // One snapshot for every figure.
+    Transaction tx(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    const Result totals = conn.exec(fmt::format(R"sql(
+SELECT m.max_position,
+       CASE WHEN m.max_position <= {0} THEN (SELECT count(*) FROM events)
+            ELSE greatest((SELECT reltuples::bigint FROM pg_class WHERE oid = 'events'::regclass), 0) END,
+       m.max_position > {0}
+  FROM (SELECT coalesce(max(global_position), 0) AS max_position FROM events) m)sql",
+                                                exact_count_limit));
+    progress.max_global_position = totals.int64(0, 0);
+    progress.total_events = totals.int64(0, 1);
+    progress.total_estimated = totals.boolean(0, 2);
+    if (progress.total_estimated && progress.total_events == 0) {
+        progress.total_events = progress.max_global_position; // never analyzed: positions are the best guess
+    }
+
+    // Events after each cursor: counted by an index-only range scan that stops
+    // after a million, or estimated from positions when clearly more.
+    const Result rows = conn.exec(fmt::format(R"sql(
+SELECT c.projection_name, c.generation, c.partition_index, c.partition_count, c.last_global_position,
+       CASE WHEN $1::bigint - c.last_global_position > {0} THEN $1::bigint - c.last_global_position
+            ELSE (SELECT count(*) FROM (
+                      SELECT 1 FROM events e
+                       WHERE (e.store_epoch, e.transaction_id, e.global_position)
+                           > (c.cursor_store_epoch, c.cursor_transaction_id, c.cursor_global_position)
+                       LIMIT {0} + 1) n) END AS remaining,
+       $1::bigint - c.last_global_position > {0} AS estimated,
        c.events_processed, c.state, c.last_error, c.failed_global_position,
-       to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at,
-       {} AS running,
-       c.owner
-  FROM totals t
-  LEFT JOIN projection_checkpoints c ON true
+       (SELECT f.event_id::text FROM events f WHERE f.global_position = c.failed_global_position),
+       to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+       {1} AS running, c.owner, coalesce(p.paused, false)
+  FROM projection_checkpoints c
+  LEFT JOIN projectiond_projections p ON p.projection_name = c.projection_name
+ WHERE c.generation = coalesce(p.live_generation, c.generation)
  ORDER BY c.projection_name, c.partition_index)sql",
-        partition_owned_sql("c.lock_key")));
-    for (int row = 0; row < result.rows(); ++row) {
-        progress.total_events = result.int64(row, 0);
-        progress.max_global_position = result.int64(row, 1);
-        if (result.is_null(row, 2)) {
-            continue;
-        }
+                                              exact_count_limit, owned_by_live_daemon_sql("c")),
+                                  {std::to_string(progress.max_global_position)});
+    for (int row = 0; row < rows.rows(); ++row) {
         PartitionProgress p;
-        p.projection = std::string(result.text(row, 2));
-        p.partition = static_cast<int>(result.int64(row, 3));
-        p.partitions = static_cast<int>(result.int64(row, 4));
+        p.projection = std::string(rows.text(row, 0));
+        p.generation = static_cast<int>(rows.int64(row, 1));
+        p.partition = static_cast<int>(rows.int64(row, 2));
+        p.partitions = static_cast<int>(rows.int64(row, 3));
         p.has_checkpoint = true;
-        p.last_global_position = result.int64(row, 5);
-        p.remaining = result.int64(row, 6);
-        p.events_processed = result.int64(row, 7);
-        p.state = std::string(result.text(row, 8));
-        p.last_error = result.optional_text(row, 9);
-        if (!result.is_null(row, 10)) {
-            p.failed_position = result.int64(row, 10);
+        p.last_global_position = rows.int64(row, 4);
+        p.remaining = rows.int64(row, 5);
+        p.remaining_estimated = rows.boolean(row, 6) || p.remaining > exact_count_limit;
+        p.events_processed = rows.int64(row, 7);
+        p.state = std::string(rows.text(row, 8));
+        p.last_error = rows.optional_text(row, 9);
+        if (!rows.is_null(row, 10)) {
+            p.failed_position = rows.int64(row, 10);
         }
-        p.updated_at = result.optional_text(row, 11);
-        p.running = result.boolean(row, 12);
-        p.owner = result.optional_text(row, 13);
+        p.failed_event_id = rows.optional_text(row, 11);
+        p.updated_at = rows.optional_text(row, 12);
+        p.running = rows.boolean(row, 13);
+        p.owner = rows.optional_text(row, 14);
+        p.paused = rows.boolean(row, 15);
         progress.partitions.push_back(std::move(p));
     }
+    progress.daemons = live_daemons(conn);
+    tx.commit();
     return progress;
 }
 

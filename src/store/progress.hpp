@@ -1,8 +1,11 @@
 #pragma once
 // How far each projection partition has come, as stored in the database: what
-// `status` prints and monitoring reads.
+// `status` prints and monitoring reads. Counting is bounded: exact up to a
+// million events, an estimate (said as such) above, so `status` stays fast on
+// any store.
 
 #include "store/connection.hpp"
+#include "store/daemon_registry.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -11,28 +14,37 @@
 
 namespace projectiond::store {
 
+// Above this many events, counts are estimates.
+inline constexpr std::int64_t exact_count_limit = 1000000;
+
 struct PartitionProgress {
     std::string projection;
+    int generation = 1;
     int partition = 0;
     int partitions = 1;
     bool has_checkpoint = false; // a checkpoint row exists
     std::int64_t last_global_position = 0;
     std::int64_t remaining = 0; // events not yet passed by the cursor
+    bool remaining_estimated = false;
     std::int64_t events_processed = 0;
     std::string state = "active"; // active | failed
     std::optional<std::string> last_error;
     std::optional<std::int64_t> failed_position;
+    std::optional<std::string> failed_event_id;
     std::optional<std::string> updated_at;
-    bool running = false;             // a runner holds the partition's lock right now
-    std::optional<std::string> owner; // host and pid of the runner that last owned it
+    bool running = false;             // a live daemon owns it right now
+    std::optional<std::string> owner; // host and pid of that daemon (or of the last one)
+    bool paused = false;
 
     bool started() const noexcept { return last_global_position > 0 || events_processed > 0; }
 };
 
 struct StoreProgress {
     std::int64_t total_events = 0;
+    bool total_estimated = false;
     std::int64_t max_global_position = 0;
-    std::vector<PartitionProgress> partitions; // every checkpoint row, by name and partition
+    std::vector<PartitionProgress> partitions; // every live-generation checkpoint row, by name and partition
+    std::vector<LiveDaemon> daemons;
 };
 
 StoreProgress read_progress(Connection& conn);

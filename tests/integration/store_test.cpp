@@ -1,5 +1,6 @@
 // The event store schema, its SQL functions and the store layer, against a real PostgreSQL.
 #include "store/checkpoints.hpp"
+#include "store/daemon_registry.hpp"
 #include "store/database_error.hpp"
 #include "store/demo_events.hpp"
 #include "store/migrations.hpp"
@@ -9,9 +10,12 @@
 #include <doctest/doctest.h>
 
 #include <map>
+
+#include <fmt/format.h>
 #include <thread>
 
 using namespace projectiond;
+using namespace std::chrono_literals;
 using testing::TestDatabase;
 
 namespace {
@@ -95,8 +99,8 @@ TEST_SUITE("store") {
         TestDatabase db;
         store::Connection conn = db.connect();
         store::append_demo_events(conn, 20, "User", "Identity");
-        store::ensure_checkpoint(conn, "behind", 0, 1);
-        store::ensure_checkpoint(conn, "done", 0, 1);
+        store::register_projection(conn, "behind", 1);
+        store::register_projection(conn, "done", 1);
         conn.exec("UPDATE projection_checkpoints SET last_global_position = 5 WHERE projection_name = 'behind'");
         conn.exec("UPDATE projection_checkpoints SET last_global_position = 20 WHERE projection_name = 'done'");
         const store::Result lag = conn.exec(monitoring_lag);
@@ -189,25 +193,48 @@ TEST_SUITE("store") {
                         "e2.aggregate_version WHERE e1.transaction_id > e2.transaction_id") == 0);
     }
 
-    TEST_CASE("the partition of an aggregate is stable and spreads aggregates over partitions") {
+    TEST_CASE("the partition of an aggregate is pinned: the same on every version, stored with each event") {
         TestDatabase db;
-        CHECK(db.number("SELECT projectiond_partition_of('3f8a2b1c-0000-4000-8000-000000000000', 8)") ==
-              db.number("SELECT projectiond_partition_of('3f8a2b1c-0000-4000-8000-000000000000', 8)"));
-        CHECK(db.number("SELECT count(DISTINCT projectiond_partition_of(i::text, 4)) "
-                        "FROM generate_series(1, 1000) i") == 4);
+        // Known outputs: a change of hash would move aggregates between
+        // partitions mid-stream, so it must fail here first.
+        CHECK(db.number("SELECT projectiond_partition_of('3f8a2b1c-0000-4000-8000-000000000000', 8)") == 2);
+        CHECK(db.number("SELECT projectiond_partition_of('user-42', 4)") == 3);
+        CHECK(db.number("SELECT projectiond_partition_of('a', 2)") == 1);
+        CHECK(db.number("SELECT projectiond_partition_of('order-7', 16)") == 10);
+        store::Connection conn = db.connect();
+        conn.exec("SELECT * FROM append_events('C', 'T', 'order-7', 0, '[{\"event_type\": \"E\", \"payload\": {}}]')");
+        CHECK(db.number("SELECT partition_hash FROM events") == 3447009626LL);
         CHECK(db.number("SELECT min(c) FROM (SELECT count(*) c FROM generate_series(1, 4000) i "
                         "GROUP BY projectiond_partition_of(i::text, 4)) s") > 800);
     }
 
-    TEST_CASE("advancing a checkpoint from a stale cursor fails with PJ002 and changes nothing") {
+    TEST_CASE("advancing a checkpoint is a compare-and-set fenced by ownership") {
         TestDatabase db;
         store::Connection conn = db.connect();
         store::append_demo_events(conn, 5, "User", "Identity");
-        store::ensure_checkpoint(conn, "p", 0, 1);
-        const std::string end(conn.exec("SELECT max(transaction_id)::text FROM events").text(0, 0));
-        CHECK(db.number("SELECT projectiond_advance_checkpoint('p', 0, '0', 0, '" + end + "', 5, 5)") == 5);
-        CHECK(sqlstate_of(conn, "SELECT projectiond_advance_checkpoint('p', 0, '0', 0, '" + end + "', 5, 5)") ==
-              "PJ002");
+        store::register_projection(conn, "p", 1);
+        const store::DaemonIdentity me{"host", 1, "test"};
+        const auto daemon = store::register_daemon(conn, me, {"p"}, 20s);
+        const auto owned = store::rebalance(conn, daemon, me, {"p"}, 20s);
+        REQUIRE(owned.owned.size() == 1);
+        const auto epoch = std::to_string(owned.owned[0].owner.epoch);
+        const std::string end(conn.exec("SELECT format('%s, %L, %s', store_epoch, transaction_id, global_position) "
+                                        "FROM events ORDER BY global_position DESC LIMIT 1")
+                                  .text(0, 0));
+        const auto advance = [&](const std::string& owner, const std::string& owner_epoch) {
+            return fmt::format("SELECT projectiond_advance_checkpoint('p', 1, 0, {}, {}, 0, '0', 0, {}, 5)", owner,
+                               owner_epoch, end);
+        };
+        CHECK(db.number(advance(std::to_string(daemon), epoch)) == 5);
+        CHECK(sqlstate_of(conn, advance(std::to_string(daemon), epoch)) == "PJ002");
+        CHECK(db.number("SELECT events_processed FROM projection_checkpoints") == 5);
+        conn.exec("UPDATE projection_checkpoints SET cursor_store_epoch = 0, cursor_transaction_id = '0', "
+                  "cursor_global_position = 0");
+        CHECK(sqlstate_of(conn, advance(std::to_string(daemon), std::to_string(owned.owned[0].owner.epoch - 1))) ==
+              "PJ005");
+        CHECK(sqlstate_of(conn, advance(std::to_string(daemon + 1), epoch)) == "PJ005");
+        conn.exec("UPDATE projectiond_daemons SET lease_until = now() - interval '1 second'");
+        CHECK(sqlstate_of(conn, advance(std::to_string(daemon), epoch)) == "PJ005");
         CHECK(db.number("SELECT events_processed FROM projection_checkpoints") == 5);
     }
 
@@ -215,27 +242,34 @@ TEST_SUITE("store") {
         TestDatabase db;
         store::Connection conn = db.connect();
         store::append_demo_events(conn, 10, "User", "Identity");
-        store::ensure_checkpoint(conn, "p", 0, 1);
-        conn.exec("UPDATE projection_checkpoints SET (cursor_transaction_id, cursor_global_position, "
-                  "last_global_position) = (SELECT transaction_id, global_position, global_position FROM events "
+        store::register_projection(conn, "p", 1);
+        conn.exec("UPDATE projection_checkpoints SET (cursor_store_epoch, cursor_transaction_id, "
+                  "cursor_global_position, last_global_position) = (SELECT store_epoch, transaction_id, "
+                  "global_position, global_position FROM events "
                   "WHERE global_position = (SELECT min(global_position) + 3 FROM events))");
         const auto progress = store::read_progress(conn);
         CHECK(progress.total_events == 10);
         REQUIRE(progress.partitions.size() == 1);
         CHECK(progress.partitions[0].remaining == 6);
+        CHECK_FALSE(progress.partitions[0].remaining_estimated);
         CHECK_FALSE(progress.partitions[0].running);
     }
 
-    TEST_CASE("reset rewinds every partition and refuses while a runner owns one") {
+    TEST_CASE("reset rewinds every partition, and refuses while a live daemon owns one unless it is paused") {
         TestDatabase db;
         store::Connection conn = db.connect();
         store::append_demo_events(conn, 10, "User", "Identity");
-        const auto checkpoint = store::ensure_checkpoint(conn, "p", 0, 1);
-        conn.exec("UPDATE projection_checkpoints SET (cursor_transaction_id, cursor_global_position, "
-                  "last_global_position, events_processed) = (SELECT max(transaction_id), 10, 10, 10 FROM events)");
+        store::register_projection(conn, "p", 1);
+        const std::string to_end = "UPDATE projection_checkpoints SET (cursor_store_epoch, cursor_transaction_id, "
+                                   "cursor_global_position, last_global_position, events_processed) = "
+                                   "(SELECT max(store_epoch), max(transaction_id), max(global_position), "
+                                   "max(global_position), 10 FROM events)";
+        conn.exec(to_end);
+        const auto last = db.number("SELECT max(global_position) FROM events");
 
-        store::Connection owner = db.connect();
-        REQUIRE(store::try_lock_partition(owner, checkpoint.lock_key));
+        const store::DaemonIdentity me{"host", 1, "test"};
+        const auto daemon = store::register_daemon(conn, me, {"p"}, 20s);
+        REQUIRE(store::rebalance(conn, daemon, me, {"p"}, 20s).owned.size() == 1);
         CHECK(store::read_progress(conn).partitions.at(0).running);
         try {
             store::reset_checkpoints(conn, "p", 1, 0);
@@ -243,18 +277,27 @@ TEST_SUITE("store") {
         } catch (const store::DatabaseError& error) {
             CHECK(error.sqlstate() == "PJ003");
         }
-        CHECK(db.number("SELECT last_global_position FROM projection_checkpoints") == 10);
-        owner.exec("SELECT pg_advisory_unlock_all()");
+        CHECK(db.number("SELECT last_global_position FROM projection_checkpoints") == last);
+        conn.exec("UPDATE projectiond_projections SET paused = true");
+        CHECK_NOTHROW(store::reset_checkpoints(conn, "p", 1, 0));
+        conn.exec("UPDATE projectiond_projections SET paused = false");
+        store::deregister_daemon(conn, daemon);
 
-        const auto first = db.number("SELECT min(global_position) FROM events");
-        store::reset_checkpoints(conn, "p", 2, first + 3);
+        store::reset_checkpoints(conn, "p", 2, 0);
         CHECK(db.number("SELECT count(*) FROM projection_checkpoints WHERE projection_name = 'p'") == 2);
-        CHECK(db.number("SELECT min(last_global_position) FROM projection_checkpoints") == first + 3);
-        const auto progress = store::read_progress(conn);
-        CHECK(progress.partitions[0].remaining == 6);
         store::reset_checkpoints(conn, "p", 1, 0);
         CHECK(db.number("SELECT count(*) FROM projection_checkpoints WHERE projection_name = 'p'") == 1);
         CHECK(db.number("SELECT last_global_position FROM projection_checkpoints") == 0);
+        conn.exec(to_end);
+        store::reset_checkpoints(conn, "p", 1, last - 6);
+        CHECK(db.number("SELECT last_global_position FROM projection_checkpoints") == last - 6);
+        CHECK(store::read_progress(conn).partitions[0].remaining == 6);
+        try {
+            store::reset_checkpoints(conn, "p", 1, last + 1);
+            FAIL("reset beyond the last event should be refused");
+        } catch (const store::DatabaseError& error) {
+            CHECK(error.sqlstate() == "PJ007");
+        }
     }
 
     TEST_CASE("a password in the connection string is redacted for messages") {

@@ -1,8 +1,8 @@
-#include "projection/backoff.hpp"
+#include "system/backoff.hpp"
 
 #include <algorithm>
 
-namespace projectiond::projection {
+namespace projectiond::system {
 
 std::chrono::milliseconds Backoff::next() {
     ceiling_ = ceiling_.count() == 0 ? first_ : std::min(cap_, ceiling_ * 2);
@@ -12,4 +12,4 @@ std::chrono::milliseconds Backoff::next() {
     return std::chrono::milliseconds(pick(random_));
 }
 
-} // namespace projectiond::projection
+} // namespace projectiond::system

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <random>
 
-namespace projectiond::projection {
+namespace projectiond::system {
 
 class Backoff {
 public:
@@ -22,4 +22,4 @@ private:
     std::minstd_rand random_{std::random_device{}()};
 };
 
-} // namespace projectiond::projection
+} // namespace projectiond::system

@@ -1,0 +1,40 @@
+#pragma once
+// `projectiond run` in the benchmark's own process, for one configuration:
+// setups run, projections registered, the engine started; drained and
+// stopped when it goes out of scope.
+
+#include "config/config.hpp"
+#include "daemon/engine.hpp"
+#include "daemon/projection_setup.hpp"
+#include "store/checkpoints.hpp"
+
+#include <unistd.h>
+
+#include <string>
+
+namespace projectiond::bench {
+
+class InProcessDaemon {
+public:
+    InProcessDaemon(const store::ConnectOptions& connect, const config::Config& config)
+        : engine_(daemon::EngineSettings{connect, config, store::DaemonIdentity{"bench", ::getpid(), "bench"}}) {
+        store::Connection conn = store::Connection::open(connect);
+        for (const auto& projection : config.projections) {
+            daemon::run_setup(conn, {&projection});
+            engine_.supervisor().start(
+                projection, store::register_projection(conn, projection.name, projection.partitions).generation);
+        }
+        engine_.start_coordinator();
+    }
+    InProcessDaemon(const InProcessDaemon&) = delete;
+    InProcessDaemon& operator=(const InProcessDaemon&) = delete;
+    ~InProcessDaemon() { engine_.drain_and_stop(); }
+
+    // The lowest checkpoint of a projection's partitions.
+    std::int64_t lowest(const std::string& name) const { return engine_.lowest_checkpoint(name); }
+
+private:
+    daemon::Engine engine_;
+};
+
+} // namespace projectiond::bench

@@ -1,0 +1,350 @@
+#include "daemon/coordinator.hpp"
+
+#include "store/connect.hpp"
+#include "store/database_error.hpp"
+#include "store/frontier.hpp"
+#include "system/backoff.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <set>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace projectiond::daemon {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto watch_interval = 100ms;
+constexpr auto share_interval = 1s;
+constexpr auto subscription_interval = 5s;
+// How many newly settled events one watch routes to the runners that want
+// them; beyond that every owning runner is simply woken.
+constexpr int routed_events = 1000;
+
+std::string text_array(const std::vector<std::string>& values) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        out += i == 0 ? "\"" : ",\"";
+        for (const char c : values[i]) {
+            if (c == '"' || c == '\\') {
+                out += '\\';
+            }
+            out += c;
+        }
+        out += '"';
+    }
+    return out + "}";
+}
+
+} // namespace
+
+Coordinator::Coordinator(CoordinatorSettings settings, Supervisor& supervisor, store::ConnectionPool& pool,
+                         projection::FrontierBoard& board)
+    : settings_(std::move(settings)), supervisor_(supervisor), pool_(pool), board_(board),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (!wake_fd_) {
+        throw std::system_error(errno, std::generic_category(), "eventfd");
+    }
+    interrupt_.fd = wake_fd_.get();
+    interrupt_.give_up = [this] {
+        std::uint64_t count = 0;
+        [[maybe_unused]] const auto got = ::read(wake_fd_.get(), &count, sizeof count);
+        return stopping();
+    };
+}
+
+Coordinator::~Coordinator() {
+    stop_ = true;
+    poke();
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+void Coordinator::start() {
+    thread_ = std::thread([this] { main(); });
+}
+
+void Coordinator::finish() {
+    finish_ = true;
+    stop_ = true;
+    poke();
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+void Coordinator::reconfigure(CoordinatorSettings settings) {
+    {
+        std::lock_guard lock(settings_mutex_);
+        settings_ = std::move(settings);
+    }
+    poke();
+}
+
+void Coordinator::poke() noexcept {
+    poked_ = true;
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto written = ::write(wake_fd_.get(), &one, sizeof one);
+}
+
+void Coordinator::main() noexcept {
+    system::Backoff backoff(250ms, 30s);
+    while (!stopping() || (finish_ && daemon_id_)) {
+        beat();
+        CoordinatorSettings settings;
+        {
+            std::lock_guard lock(settings_mutex_);
+            settings = settings_;
+        }
+        try {
+            store::ConnectOptions options = settings.connect;
+            options.interrupt = stopping() ? nullptr : &interrupt_;
+            options.application_name =
+                daemon_id_ ? store::session_name(*daemon_id_, "coordinator") : "projectiond coordinator";
+            store::Connection conn = store::Connection::open(options);
+            conn.set_interrupt(nullptr); // see session(): only its waits are interruptible
+            store::configure_session(conn, settings.database, settings.lease_timeout);
+            database_up_ = true;
+            backoff.reset();
+            session(conn);
+            return;
+        } catch (const store::Interrupted&) {
+            return;
+        } catch (const std::exception& error) {
+            database_up_ = false;
+            if (stopping()) {
+                spdlog::warn("could not give this daemon's partitions back ({}); the other daemons take them over "
+                             "when its lease runs out",
+                             error.what());
+                return;
+            }
+            const auto delay = backoff.next();
+            spdlog::warn("coordinator: {}; retrying in {} ms", error.what(), delay.count());
+            pollfd fds{wake_fd_.get(), POLLIN, 0};
+            ::poll(&fds, 1, static_cast<int>(delay.count()));
+        }
+    }
+}
+
+void Coordinator::register_daemon(store::Connection& conn) {
+    CoordinatorSettings settings;
+    {
+        std::lock_guard lock(settings_mutex_);
+        settings = settings_;
+    }
+    daemon_id_ = store::register_daemon(conn, settings.identity, supervisor_.projection_names(),
+                                        settings.lease_timeout);
+    conn.exec("SELECT set_config('application_name', $1, false)", {store::session_name(*daemon_id_, "coordinator")});
+    pool_.set_application_name(store::session_name(*daemon_id_, "runner"));
+    spdlog::debug("registered as daemon {}", *daemon_id_);
+}
+
+void Coordinator::session(store::Connection& conn) {
+    if (!daemon_id_) {
+        register_daemon(conn);
+    }
+    conn.exec("LISTEN projectiond_control");
+    for (;;) {
+        beat();
+        if (stopping()) {
+            if (finish_ && daemon_id_) {
+                store::deregister_daemon(conn, *daemon_id_);
+                spdlog::info("gave every partition back to the other daemons");
+                daemon_id_.reset();
+            }
+            return;
+        }
+        const auto now = Clock::now();
+        if (poked_.exchange(false) || now >= next_share_) {
+            share(conn);
+            obey_controls(conn);
+            next_share_ = now + share_interval;
+            ready_ = true;
+        }
+        if (now >= next_subscription_check_) {
+            next_subscription_check_ = now + subscription_interval;
+            try {
+                subscription_ = store::events_subscription(conn);
+            } catch (const store::DatabaseError& error) {
+                if (error.connection_lost()) {
+                    throw;
+                }
+                spdlog::debug("cannot tell whether events come by logical replication: {}", error.what());
+            }
+        }
+        watch(conn);
+        // Only this wait is interruptible: the queries above are short and
+        // bounded by statement_timeout, and an interrupted query would leave
+        // the session unusable for giving the partitions back.
+        conn.set_interrupt(&interrupt_);
+        try {
+            if (conn.wait_for_notification(Clock::now() + watch_interval)) {
+                poked_ = true; // pause or resume: look now
+            }
+        } catch (const store::Interrupted&) {
+            // Told to stop: the loop's first check deals with it.
+        }
+        conn.set_interrupt(nullptr);
+    }
+}
+
+void Coordinator::watch(store::Connection& conn) {
+    const store::Frontier frontier = store::read_frontier(conn, watched_, routed_events);
+    projection::StoreView view;
+    view.known = true;
+    view.settled = frontier.settled;
+    view.max_position = frontier.max_position;
+    view.pending = frontier.pending;
+    if (frontier.foreign) {
+        view.blocked = "the store holds rows copied from another cluster (transaction ids this cluster has not "
+                       "reached, or a store epoch it has not begun): it was restored or replicated here. Run "
+                       "`projectiond migrate` to begin a new store epoch; until then nothing is processed, so "
+                       "nothing is skipped";
+    } else if (subscription_) {
+        view.blocked = fmt::format(
+            "this database receives its events by logical replication (subscription '{}'), whose transaction ids "
+            "are the publisher's: run projectiond against the publisher. After switching over to this database, "
+            "disable the subscription (ALTER SUBSCRIPTION {} DISABLE) and run `projectiond migrate`",
+            *subscription_, *subscription_);
+    }
+    const bool was_blocked = board_.view().blocked.has_value();
+    if (view.blocked && !was_blocked) {
+        spdlog::error("processing stopped: {}", *view.blocked);
+    } else if (!view.blocked && was_blocked) {
+        spdlog::info("the store can be read again; processing resumes");
+    }
+    board_.publish(view);
+    if (frontier.settled > watched_ || frontier.more) {
+        supervisor_.for_each_active([&](projection::Runner& runner) {
+            if (!runner.ownership()) {
+                return;
+            }
+            const bool wanted = frontier.more || std::any_of(frontier.newly_settled.begin(),
+                                                             frontier.newly_settled.end(),
+                                                             [&](const auto& e) { return runner.wants(e); });
+            if (wanted) {
+                runner.wake();
+            }
+        });
+        watched_ = std::max(watched_, frontier.settled);
+    }
+}
+
+void Coordinator::share(store::Connection& conn) {
+    CoordinatorSettings settings;
+    {
+        std::lock_guard lock(settings_mutex_);
+        settings = settings_;
+    }
+    const std::vector<std::string> names = supervisor_.projection_names();
+    const store::Rebalance result =
+        store::rebalance(conn, *daemon_id_, settings.identity, names, settings.lease_timeout);
+    if (result.lease_lost) {
+        spdlog::error("this daemon's lease ran out (it was frozen, or cut off from the database, for over {} ms): "
+                      "other daemons may have taken its partitions over, and anything it was committing was "
+                      "refused. Rejoining",
+                      settings.lease_timeout.count());
+        supervisor_.for_each_active([](projection::Runner& runner) { runner.revoke(); });
+        pool_.close_all();
+        daemon_id_.reset();
+        register_daemon(conn);
+        poked_ = true;
+        return;
+    }
+    if (!result.expired.empty()) {
+        spdlog::warn("daemon{} {} stopped renewing {} lease: taking over {} partitions",
+                     result.expired.size() == 1 ? "" : "s", fmt::join(result.expired, ", "),
+                     result.expired.size() == 1 ? "its" : "their", result.expired.size() == 1 ? "its" : "their");
+        store::end_sessions_of(conn, result.expired);
+    }
+
+    std::set<std::pair<std::string, std::pair<int, int>>> active_keys;
+    int granted = 0;
+    int releasing = 0;
+    std::vector<projection::Runner*> givers; // owned, could be given back
+    std::vector<store::PartitionKey> retiring_keys;
+    for (const auto& owned : result.owned) {
+        if (supervisor_.retiring(owned.key)) {
+            retiring_keys.push_back(owned.key);
+        }
+    }
+    supervisor_.for_each_active([&](projection::Runner& runner) {
+        const store::PartitionKey& key = runner.key();
+        active_keys.insert({key.projection, {key.generation, key.partition}});
+        const auto it = std::find_if(result.owned.begin(), result.owned.end(),
+                                     [&](const auto& owned) { return owned.key == key; });
+        if (it == result.owned.end()) {
+            runner.revoke();
+            return;
+        }
+        if (std::find(retiring_keys.begin(), retiring_keys.end(), key) != retiring_keys.end()) {
+            return; // the old runner of a changed projection is still finishing its batch
+        }
+        runner.grant(it->owner);
+        ++granted;
+        if (runner.release_requested()) {
+            ++releasing;
+        } else {
+            givers.push_back(&runner);
+        }
+    });
+    // Partitions this daemon owns but no longer runs (a projection removed by
+    // a reload): give them back once no runner works on them.
+    for (const auto& owned : result.owned) {
+        const bool active = active_keys.contains({owned.key.projection, {owned.key.generation, owned.key.partition}});
+        const bool retiring = std::find(retiring_keys.begin(), retiring_keys.end(), owned.key) != retiring_keys.end();
+        if (!active && !retiring) {
+            store::release_partition(conn, owned.key, owned.owner);
+        }
+    }
+    // Above the fair share: the highest partitions go back, at their next
+    // batch boundary.
+    std::sort(givers.begin(), givers.end(), [](const auto* a, const auto* b) {
+        return std::tie(a->key().partition, a->key().projection) > std::tie(b->key().partition, b->key().projection);
+    });
+    for (int i = 0; i < result.excess - releasing && i < static_cast<int>(givers.size()); ++i) {
+        givers[static_cast<std::size_t>(i)]->request_release();
+    }
+    if (granted != last_granted_) {
+        spdlog::info("this daemon runs {} of {} partitions ({} daemon{} sharing them, fair share {})", granted,
+                     result.partitions, result.live_daemons, result.live_daemons == 1 ? "" : "s", result.fair_share);
+        last_granted_ = granted;
+    }
+}
+
+void Coordinator::obey_controls(store::Connection& conn) {
+    const std::vector<std::string> names = supervisor_.projection_names();
+    const store::Result rows = conn.exec("SELECT projection_name, paused, coalesce(resumed_at::text, '') "
+                                         "FROM projectiond_projections WHERE projection_name = ANY ($1::text[])",
+                                         {text_array(names)});
+    std::map<std::string, bool> paused;
+    std::set<std::string> resumed;
+    for (int row = 0; row < rows.rows(); ++row) {
+        const std::string name(rows.text(row, 0));
+        paused[name] = rows.boolean(row, 1);
+        const std::string resumed_at(rows.text(row, 2));
+        const auto seen = resumed_seen_.find(name);
+        if (seen != resumed_seen_.end() && seen->second != resumed_at) {
+            resumed.insert(name);
+        }
+        resumed_seen_[name] = resumed_at;
+    }
+    supervisor_.for_each_active([&](projection::Runner& runner) {
+        const auto it = paused.find(runner.projection().name);
+        runner.set_paused(it != paused.end() && it->second);
+        if (resumed.contains(runner.projection().name)) {
+            runner.retry_failure();
+        }
+    });
+}
+
+} // namespace projectiond::daemon

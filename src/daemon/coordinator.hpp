@@ -1,0 +1,99 @@
+#pragma once
+// The daemon's one thread on its own connection that deals with the other
+// daemons and the store as a whole:
+//   - registers the daemon and renews its lease; shares the partitions with
+//     the other live daemons (claims its fair share, gives back the excess,
+//     takes over those of daemons whose lease ran out) and tells each runner
+//     what it owns;
+//   - every 100 ms reads how far the store is settled and wakes the runners
+//     whose events arrived (appends send no notification: see
+//     docs/gap-safety.md);
+//   - obeys `pause`/`resume`, told by a notification or seen within a second;
+//   - notices when the store cannot be read safely (rows copied from another
+//     cluster, a logical-replication subscriber) and blocks the runners.
+
+#include "config/config.hpp"
+#include "daemon/supervisor.hpp"
+#include "projection/frontier_board.hpp"
+#include "store/connection_pool.hpp"
+#include "store/daemon_registry.hpp"
+#include "system/unique_fd.hpp"
+
+#include <atomic>
+#include <map>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace projectiond::daemon {
+
+struct CoordinatorSettings {
+    store::ConnectOptions connect;
+    config::DatabaseSettings database;
+    std::chrono::milliseconds lease_timeout{20000};
+    store::DaemonIdentity identity;
+};
+
+class Coordinator {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    Coordinator(CoordinatorSettings settings, Supervisor& supervisor, store::ConnectionPool& pool,
+                projection::FrontierBoard& board);
+    Coordinator(const Coordinator&) = delete;
+    Coordinator& operator=(const Coordinator&) = delete;
+    // Stops the thread; deregisters the daemon if finish() was not called.
+    ~Coordinator();
+
+    void start();
+    // After the runners have stopped: gives every partition back and removes
+    // the daemon from the registry, so that the others take over at once.
+    void finish();
+    // A reload changed the projections or settings: rebalance now.
+    void reconfigure(CoordinatorSettings settings);
+    void poke() noexcept;
+
+    // The daemon is registered and has handed out ownership once.
+    bool ready() const noexcept { return ready_.load(); }
+    bool database_up() const noexcept { return database_up_.load(); }
+    Clock::time_point last_beat() const noexcept {
+        return Clock::time_point(Clock::duration(heartbeat_.load(std::memory_order_relaxed)));
+    }
+
+private:
+    void main() noexcept;
+    void session(store::Connection& conn);
+    void watch(store::Connection& conn);
+    void share(store::Connection& conn);
+    void obey_controls(store::Connection& conn);
+    void register_daemon(store::Connection& conn);
+    void beat() noexcept { heartbeat_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
+    bool stopping() const noexcept { return stop_.load(); }
+
+    mutable std::mutex settings_mutex_;
+    CoordinatorSettings settings_;
+    Supervisor& supervisor_;
+    store::ConnectionPool& pool_;
+    projection::FrontierBoard& board_;
+
+    std::optional<std::int64_t> daemon_id_;
+    store::Cursor watched_; // the settled point the last watch saw
+    std::optional<std::string> subscription_;
+    Clock::time_point next_share_{};
+    Clock::time_point next_subscription_check_{};
+    std::map<std::string, std::string> resumed_seen_;
+    int last_granted_ = -1;
+
+    std::atomic<bool> ready_{false};
+    std::atomic<bool> database_up_{false};
+    std::atomic<bool> stop_{false};
+    std::atomic<bool> finish_{false};
+    std::atomic<bool> poked_{false};
+    std::atomic<Clock::rep> heartbeat_{Clock::now().time_since_epoch().count()};
+    system::UniqueFd wake_fd_;
+    store::Interrupt interrupt_;
+    std::thread thread_;
+};
+
+} // namespace projectiond::daemon

@@ -1,0 +1,83 @@
+#include "store/frontier.hpp"
+
+#include <fmt/format.h>
+
+namespace projectiond::store {
+
+Frontier read_frontier(Connection& conn, const Cursor& since, int limit) {
+    // One statement, one snapshot: the horizon, the last event below it and
+    // the newly settled events agree with each other.
+    const Result result = conn.exec(R"sql(
+WITH h AS MATERIALIZED (
+    SELECT s.current_epoch AS epoch,
+           pg_snapshot_xmin(pg_current_snapshot()) AS horizon,
+           pg_snapshot_xmax(pg_current_snapshot()) AS next_xid
+      FROM projectiond_store s),
+last AS (
+    SELECT e.store_epoch, e.transaction_id, e.global_position
+      FROM events e, h
+     WHERE (e.store_epoch, e.transaction_id) < (h.epoch, h.horizon)
+     ORDER BY e.store_epoch DESC, e.transaction_id DESC, e.global_position DESC
+     LIMIT 1),
+fresh AS (
+    SELECT e.partition_hash, e.event_type, e.aggregate_type, e.bounded_context
+      FROM events e, h
+     WHERE (e.store_epoch, e.transaction_id, e.global_position) > ($1::bigint, $2::xid8, $3::bigint)
+       AND (e.store_epoch, e.transaction_id) < (h.epoch, h.horizon)
+     ORDER BY e.store_epoch, e.transaction_id, e.global_position
+     LIMIT $4::integer + 1)
+SELECT h.epoch, h.horizon::text,
+       l.store_epoch, l.transaction_id::text, l.global_position,
+       (SELECT max(m.global_position) FROM events m),
+       EXISTS (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.horizon)),
+       EXISTS (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.next_xid))
+         OR EXISTS (SELECT 1 FROM projection_checkpoints c
+                     WHERE (c.cursor_store_epoch, c.cursor_transaction_id) >= (h.epoch, h.next_xid)),
+       f.partition_hash, f.event_type, f.aggregate_type, f.bounded_context
+  FROM h
+  LEFT JOIN last l ON true
+  LEFT JOIN fresh f ON true)sql",
+                                    {since.epoch_text(), since.transaction_text(), since.position_text(),
+                                     std::to_string(limit)});
+    Frontier frontier;
+    frontier.epoch = result.int64(0, 0);
+    frontier.horizon = parse_transaction_id(result.text(0, 1));
+    if (!result.is_null(0, 2)) {
+        frontier.settled = Cursor{result.int64(0, 2), parse_transaction_id(result.text(0, 3)), result.int64(0, 4)};
+    }
+    frontier.max_position = result.is_null(0, 5) ? 0 : result.int64(0, 5);
+    frontier.pending = result.boolean(0, 6);
+    frontier.foreign = result.boolean(0, 7);
+    for (int row = 0; row < result.rows() && !result.is_null(row, 8); ++row) {
+        if (static_cast<int>(frontier.newly_settled.size()) == limit) {
+            frontier.more = true;
+            break;
+        }
+        frontier.newly_settled.push_back(SettledEvent{result.int64(row, 8), std::string(result.text(row, 9)),
+                                                      std::string(result.text(row, 10)),
+                                                      std::string(result.text(row, 11))});
+    }
+    return frontier;
+}
+
+std::optional<std::string> events_subscription(Connection& conn) {
+    const Result result = conn.exec(R"sql(
+SELECT s.subname FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+ WHERE r.srrelid = 'events'::regclass AND s.subenabled
+ LIMIT 1)sql");
+    if (result.rows() == 0) {
+        return std::nullopt;
+    }
+    return std::string(result.text(0, 0));
+}
+
+bool begin_epoch_if_moved(Connection& conn) {
+    const Result result = conn.exec(R"sql(
+SELECT CASE WHEN projectiond_foreign_rows(s.current_epoch)
+            THEN projectiond_begin_epoch(s.current_epoch, 'projectiond migrate found rows copied from another cluster')
+       END IS NOT NULL
+  FROM projectiond_store s)sql");
+    return result.rows() == 1 && result.boolean(0, 0);
+}
+
+} // namespace projectiond::store

@@ -1,0 +1,49 @@
+#pragma once
+// How far the store is settled: the last event that no running transaction
+// can precede any more, read by one cheap query that the daemon's watcher
+// runs every 100 ms to wake the runners that have work, instead of every
+// runner polling on its own.
+
+#include "store/checkpoints.hpp"
+#include "store/connection.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace projectiond::store {
+
+// What a newly settled event needs to be routed to the runners that want it.
+struct SettledEvent {
+    std::int64_t partition_hash = 0;
+    std::string event_type;
+    std::string aggregate_type;
+    std::string bounded_context;
+};
+
+struct Frontier {
+    std::int64_t epoch = 0;          // the store's current epoch
+    std::uint64_t horizon = 0;       // oldest transaction still running
+    Cursor settled;                  // the last event below the horizon, in reading order
+    std::int64_t max_position = 0;   // max(global_position) visible
+    bool pending = false;            // committed events wait above the horizon
+    bool foreign = false;            // rows copied from another cluster wait for a new epoch
+    // Events settled after `since` (the previous frontier), at most `limit`;
+    // `more` when there were more.
+    std::vector<SettledEvent> newly_settled;
+    bool more = false;
+};
+
+Frontier read_frontier(Connection& conn, const Cursor& since, int limit);
+
+// A logical-replication subscription that writes into `events` here (and is
+// enabled): projections must not run on a subscriber, whose horizon knows
+// nothing of the publisher's transactions. The subscription's name, if any.
+std::optional<std::string> events_subscription(Connection& conn);
+
+// Begins a new store epoch when rows copied from another cluster are found
+// (what `projectiond migrate` does after a restore). Returns true if it did.
+bool begin_epoch_if_moved(Connection& conn);
+
+} // namespace projectiond::store
