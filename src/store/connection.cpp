@@ -5,6 +5,7 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <memory>
 #include <system_error>
 #include <utility>
@@ -39,7 +40,9 @@ DatabaseError error_from(const Result& result, std::string_view doing) {
     if (message.empty()) {
         message = "unknown error";
     }
-    return DatabaseError(doing.empty() ? message : fmt::format("{}: {}", doing, message), result.sqlstate());
+    const char* position = PQresultErrorField(result.get(), PG_DIAG_STATEMENT_POSITION);
+    return DatabaseError(doing.empty() ? message : fmt::format("{}: {}", doing, message), result.sqlstate(), false,
+                         position != nullptr ? std::atoi(position) : 0);
 }
 
 } // namespace
@@ -326,6 +329,13 @@ Result Connection::exec(const std::string& sql, const Params& params) {
 
 void Connection::prepare(const std::string& name, const std::string& sql) {
     if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr) == 0) {
+        throw_connection_error("preparing a statement");
+    }
+    collect_results();
+}
+
+void Connection::prepare(const std::string& name, const std::string& sql, const std::vector<Oid>& types) {
+    if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(types.size()), types.data()) == 0) {
         throw_connection_error("preparing a statement");
     }
     collect_results();

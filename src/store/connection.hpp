@@ -52,6 +52,8 @@ public:
     // Extended protocol with text parameters bound as $1, $2, ...
     Result exec(const std::string& sql, const Params& params);
     void prepare(const std::string& name, const std::string& sql);
+    // With the parameters' types declared ($1 is types[0], ...); 0 lets PostgreSQL infer one.
+    void prepare(const std::string& name, const std::string& sql, const std::vector<Oid>& types);
     Result exec_prepared(const std::string& name, const Params& params);
 
     // Pipeline mode (libpq >= 14): queue statements, sync, then read results in order.
