@@ -12,7 +12,7 @@ namespace projectiond::config {
 
 namespace {
 
-constexpr std::string_view how = "write HOST:PORT, e.g. 127.0.0.1:9187, \"[::1]:9187\" or localhost:9187";
+constexpr std::string_view how = "write HOST:PORT, e.g. 127.0.0.1:9543, \"[::1]:9543\" or localhost:9543";
 
 std::uint16_t port_of(std::string_view text) {
     unsigned value = 0;

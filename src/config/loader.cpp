@@ -148,7 +148,7 @@ private:
         const std::size_t listen = line.find("listen:");
         if (listen != std::string_view::npos && line.find('[', listen) != std::string_view::npos) {
             return " (YAML reads [...] as a list: write a bracketed IPv6 address in quotes, e.g. "
-                   "listen: \"[::1]:9187\")";
+                   "listen: \"[::1]:9543\")";
         }
         return {};
     }
@@ -262,13 +262,14 @@ private:
             return std::nullopt;
         }
         if (!value || *value > max) {
-            error(node.Mark(),
-                  max == max_duration
-                      ? fmt::format("`{}` must be at most {} (about 24 days, the longest timeout PostgreSQL "
-                                    "accepts), not '{}'",
-                                    key, format_duration(max), *text)
-                      : fmt::format("`{}` must be from {} to {}, not '{}'", key, format_duration(min),
-                                    format_duration(max), *text));
+            error(node.Mark(), max == max_duration ? fmt::format("`{}` must be at most {} (about 24 days{}), not '{}'",
+                                                                 key, format_duration(max),
+                                                                 key == "statement_timeout" || key == "lock_timeout"
+                                                                     ? ", the longest timeout PostgreSQL accepts"
+                                                                     : "",
+                                                                 *text)
+                                                   : fmt::format("`{}` must be from {} to {}, not '{}'", key,
+                                                                 format_duration(min), format_duration(max), *text));
             return std::nullopt;
         }
         if (*value < min) {
@@ -337,7 +338,7 @@ private:
             daemon.shutdown_timeout = duration(value, "shutdown_timeout", 1s).value_or(daemon.shutdown_timeout);
         }
         if (const YAML::Node value = node["max_connections"]) {
-            // Two: a runner's and the one that renews the lease and answers status.
+            // One is never enough: runners share what the daemon's own work leaves them.
             daemon.max_connections = integer(value, "max_connections", 2, 1000).value_or(daemon.max_connections);
         }
         if (const YAML::Node value = node["lease_timeout"]) {
@@ -362,7 +363,7 @@ private:
         if (const YAML::Node value = node["listen"]) {
             if (value.IsSequence()) {
                 error(value.Mark(), "`listen` must be HOST:PORT; YAML reads [...] as a list: write a bracketed "
-                                    "IPv6 address in quotes, e.g. listen: \"[::1]:9187\"");
+                                    "IPv6 address in quotes, e.g. listen: \"[::1]:9543\"");
                 return;
             }
             if (const auto text = string(value, "listen")) {

@@ -236,14 +236,14 @@ TEST_SUITE("configuration: daemon, http and health") {
         const auto config =
             with_projection("    log: true\n", "daemon:\n  max_connections: 4\n  lease_timeout: 45s\n"
                                                "  log_interval: 1m\n  watermark_warn_after: 2s\n"
-                                               "  shutdown_timeout: 90s\nhttp:\n  listen: 127.0.0.1:9187\n"
+                                               "  shutdown_timeout: 90s\nhttp:\n  listen: 127.0.0.1:9543\n"
                                                "health:\n  max_lag: 30s\n");
         CHECK(config.daemon.max_connections == 4);
         CHECK(config.daemon.lease_timeout == 45s);
         CHECK(config.daemon.log_interval == 60s);
         CHECK(config.daemon.watermark_warn_after == 2s);
         CHECK(config.daemon.shutdown_timeout == 90s);
-        CHECK(config.http.listen == "127.0.0.1:9187");
+        CHECK(config.http.listen == "127.0.0.1:9543");
         CHECK(config.health.max_lag == 30s);
     }
 
@@ -312,12 +312,12 @@ TEST_SUITE("configuration: daemon, http and health") {
     }
 
     TEST_CASE("http.listen takes IPv4, a quoted bracketed IPv6 address or a host name, with a port") {
-        for (const char* listen : {"0.0.0.0:9187", "\"[::1]:9187\"", "localhost:80"}) {
+        for (const char* listen : {"0.0.0.0:9543", "\"[::1]:9543\"", "localhost:80"}) {
             CHECK_MESSAGE(with_projection("    log: true\n", fmt::format("http:\n  listen: {}\n", listen))
                               .http.listen.has_value(),
                           listen);
         }
-        CHECK(with_projection("    log: true\n", "http:\n  listen: \"[::1]:9187\"\n").http.listen == "[::1]:9187");
+        CHECK(with_projection("    log: true\n", "http:\n  listen: \"[::1]:9543\"\n").http.listen == "[::1]:9543");
     }
 
     TEST_CASE("a bad http.listen is placed and explained") {
@@ -336,7 +336,7 @@ TEST_SUITE("configuration: daemon, http and health") {
     }
 
     TEST_CASE("an unquoted bracketed IPv6 address gets a hint with the YAML syntax error") {
-        CHECK(contains(error_of("http:\n  listen: [::1]:9187\nprojections: [{name: a, log: true}]\n"),
+        CHECK(contains(error_of("http:\n  listen: [::1]:9543\nprojections: [{name: a, log: true}]\n"),
                        "write a bracketed IPv6 address in quotes"));
     }
 

@@ -23,12 +23,12 @@ bool contains(const std::string& text, const std::string& part) {
 
 TEST_SUITE("listen address") {
     TEST_CASE("IPv4 addresses, bracketed IPv6 addresses and host names are accepted with a port") {
-        CHECK(parse_listen_address("127.0.0.1:9187") == ListenAddress{"127.0.0.1", 9187});
+        CHECK(parse_listen_address("127.0.0.1:9543") == ListenAddress{"127.0.0.1", 9543});
         CHECK(parse_listen_address("0.0.0.0:1") == ListenAddress{"0.0.0.0", 1});
         CHECK(parse_listen_address("[::1]:65535") == ListenAddress{"::1", 65535});
         CHECK(parse_listen_address("[::]:80") == ListenAddress{"::", 80});
-        CHECK(parse_listen_address("localhost:9187") == ListenAddress{"localhost", 9187});
-        CHECK(parse_listen_address("metrics-1.example.org:9187") == ListenAddress{"metrics-1.example.org", 9187});
+        CHECK(parse_listen_address("localhost:9543") == ListenAddress{"localhost", 9543});
+        CHECK(parse_listen_address("metrics-1.example.org:9543") == ListenAddress{"metrics-1.example.org", 9543});
     }
 
     TEST_CASE("a port outside 1..65535 or not a number is refused") {
@@ -42,12 +42,12 @@ TEST_SUITE("listen address") {
     TEST_CASE("a missing port or host says how to write one") {
         CHECK(contains(refusal("127.0.0.1"), "has no port; write HOST:PORT"));
         CHECK(contains(refusal("[::1]"), "has no port"));
-        CHECK(contains(refusal(":9187"), "has no host"));
+        CHECK(contains(refusal(":9543"), "has no host"));
         CHECK(contains(refusal(""), "is empty"));
     }
 
     TEST_CASE("an IPv6 address without brackets is refused with the bracketed spelling") {
-        CHECK(contains(refusal("::1:9187"), "\"[::1]:PORT\""));
+        CHECK(contains(refusal("::1:9543"), "\"[::1]:PORT\""));
     }
 
     TEST_CASE("malformed addresses and host names are refused") {

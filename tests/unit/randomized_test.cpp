@@ -108,7 +108,7 @@ daemon:
   max_connections: 4
   lease_timeout: 20s
 http:
-  listen: 127.0.0.1:9187
+  listen: 127.0.0.1:9543
 health:
   max_lag: 1m
 )";
