@@ -4,6 +4,7 @@
 
 #include "config/duration.hpp"
 #include "config/named_parameters.hpp"
+#include "config/source_map.hpp"
 
 #include <optional>
 #include <string>
@@ -14,12 +15,6 @@ namespace projectiond::config {
 using namespace std::chrono_literals;
 
 enum class OnError { stop, skip };
-
-// Where something was written: 1-based line and column, 0 when unknown.
-struct SourceMark {
-    int line = 0;
-    int column = 0;
-};
 
 // Settings under `defaults:` that a projection may override.
 struct ProcessingSettings {
@@ -45,6 +40,8 @@ struct Handler {
     std::vector<std::string> command;     // exec: the program and its arguments
     std::string plugin_path;              // plugin: absolute path of the .so
     SourceMark mark;                      // where its body is written; not part of equality
+    std::vector<SourceMap> sources;       // sources[i]: where statements[i] is written, by byte of its
+                                          // SQL (for the errors PostgreSQL places); not part of equality
     bool operator==(const Handler& other) const {
         return event_type == other.event_type && kind == other.kind && statements == other.statements &&
                command == other.command && plugin_path == other.plugin_path;
@@ -66,7 +63,8 @@ struct Projection {
     std::optional<std::string> schema;
     int version = 1;
     SourceMark mark;
-    SourceMark setup_mark; // where `setup:` is written, for its SQL errors
+    SourceMark setup_mark;      // where `setup:` is written, for its SQL errors
+    SourceMark partitions_mark; // where `partitions:` is written (the projection's mark when left out)
 
     // The same work: a reload restarts a projection only when this changes.
     bool same_work(const Projection& other) const;

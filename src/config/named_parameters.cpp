@@ -24,9 +24,50 @@ bool is_path_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
+// Reads the double-quoted key starting at byte `open` (its opening quote),
+// "" standing for a quote inside; returns the byte after the closing quote.
+std::size_t read_quoted_key(std::string_view text, std::size_t open, std::string& key) {
+    std::size_t pos = open + 1;
+    for (;;) {
+        if (pos >= text.size()) {
+            throw SqlParameterError(open, "unterminated quoted JSON key; close it with \" (and write \"\" for a "
+                                          "quote inside it)");
+        }
+        if (text[pos] == '"') {
+            if (pos + 1 < text.size() && text[pos + 1] == '"') {
+                key += '"';
+                pos += 2;
+                continue;
+            }
+            return pos + 1;
+        }
+        key += text[pos++];
+    }
+}
+
+bool is_plain_key(std::string_view key) {
+    return !key.empty() && std::all_of(key.begin(), key.end(), is_path_char);
+}
+
+void append_json_key(std::string& name, std::string_view key) {
+    name += '.';
+    if (is_plain_key(key)) {
+        name += key;
+        return;
+    }
+    name += '"';
+    for (const char c : key) {
+        name += c;
+        if (c == '"') {
+            name += '"';
+        }
+    }
+    name += '"';
+}
+
 class Scanner {
 public:
-    explicit Scanner(std::string_view sql) : sql_(sql) {}
+    Scanner(std::string_view sql, NamedParameters named) : sql_(sql), named_(named) {}
 
     std::vector<RewrittenSql> run() {
         while (pos_ < sql_.size()) {
@@ -70,21 +111,47 @@ public:
 private:
     void finish_statement() {
         if (significant_) {
-            while (!out_.sql.empty() && std::isspace(static_cast<unsigned char>(out_.sql.back()))) {
-                out_.sql.pop_back();
-            }
-            const auto first = out_.sql.find_first_not_of(" \t\r\n\f");
-            out_.sql.erase(0, first);
+            trim(out_);
             statements_.push_back(std::move(out_));
         }
         out_ = RewrittenSql{};
         significant_ = false;
     }
 
+    // Blanks around a statement are not part of it; its origins move with it.
+    static void trim(RewrittenSql& statement) {
+        std::string& sql = statement.sql;
+        while (!sql.empty() && std::isspace(static_cast<unsigned char>(sql.back()))) {
+            sql.pop_back();
+        }
+        std::erase_if(statement.origins, [&](const SqlOrigin& origin) { return origin.sql_offset >= sql.size(); });
+        const std::size_t first = sql.find_first_not_of(" \t\r\n\f");
+        if (first == 0 || first == std::string::npos) {
+            return;
+        }
+        const std::size_t text = statement.text_offset(first);
+        sql.erase(0, first);
+        std::erase_if(statement.origins, [&](const SqlOrigin& origin) { return origin.sql_offset <= first; });
+        for (SqlOrigin& origin : statement.origins) {
+            origin.sql_offset -= first;
+        }
+        statement.origins.insert(statement.origins.begin(), SqlOrigin{0, text});
+    }
+
+    // Appends `text`, which starts at byte `from` of the input, noting where
+    // it came from unless it simply continues the previous run.
+    void append(std::string_view text, std::size_t from) {
+        const auto& origins = out_.origins;
+        if (origins.empty() || origins.back().text_offset + (out_.sql.size() - origins.back().sql_offset) != from) {
+            out_.origins.push_back({out_.sql.size(), from});
+        }
+        out_.sql.append(text);
+    }
+
     bool after_identifier() const { return pos_ > 0 && is_identifier_char(sql_[pos_ - 1]); }
 
     void copy(std::size_t count) {
-        out_.sql.append(sql_.substr(pos_, count));
+        append(sql_.substr(pos_, count), pos_);
         pos_ += count;
     }
 
@@ -93,7 +160,7 @@ private:
         while (pos_ < sql_.size() && is_identifier_char(sql_[pos_])) {
             ++pos_;
         }
-        out_.sql.append(sql_.substr(start, pos_ - start));
+        append(sql_.substr(start, pos_ - start), start);
     }
 
     // '...' or "..." with the quote doubled inside; E'...' also takes backslash escapes.
@@ -119,7 +186,7 @@ private:
                 ++pos_;
             }
         }
-        out_.sql.append(sql_.substr(start, pos_ - start));
+        append(sql_.substr(start, pos_ - start), start);
     }
 
     void line_comment() {
@@ -144,7 +211,7 @@ private:
                 ++pos_;
             }
         } while (depth > 0);
-        out_.sql.append(sql_.substr(start, pos_ - start));
+        append(sql_.substr(start, pos_ - start), start);
     }
 
     // $1 (refused), $tag$...$tag$ or $$...$$ (copied whole).
@@ -177,32 +244,61 @@ private:
             ++end;
         }
         const std::string_view base = sql_.substr(start + 1, end - start - 1);
+        std::string name(base);
         if (base == "payload" || base == "metadata") {
-            while (end + 1 < sql_.size() && sql_[end] == '.' && is_path_char(sql_[end + 1])) {
-                ++end;
-                while (end < sql_.size() && is_path_char(sql_[end])) {
-                    ++end;
-                }
-            }
+            end = json_path(end, name);
         }
-        const std::string_view name = sql_.substr(start + 1, end - start - 1);
+        if (named_ == NamedParameters::refused) {
+            throw SqlParameterError(start,
+                                    fmt::format("batch handlers take no named parameters (':{}'): they run once for "
+                                                "a run of events and read them from the relation `batch`, e.g. "
+                                                "batch.aggregate_id or batch.payload ->> 'total'",
+                                                name));
+        }
         if (!is_event_parameter(name)) {
             throw SqlParameterError(
                 start, fmt::format("unknown parameter ':{}'{}; handlers can use :{}", name,
                                    did_you_mean(base, event_parameters),
                                    fmt::join(std::begin(event_parameters), std::end(event_parameters), ", :")) +
-                           " and :payload.<path>, :metadata.<path>");
+                           " and :payload.<path>, :metadata.<path> (a key that is not a plain name in double "
+                           "quotes: :payload.\"order-id\")");
         }
         const auto found = std::find(out_.parameters.begin(), out_.parameters.end(), name);
         std::size_t index = static_cast<std::size_t>(found - out_.parameters.begin());
         if (found == out_.parameters.end()) {
-            out_.parameters.emplace_back(name);
+            out_.parameters.push_back(name);
         }
-        out_.sql += fmt::format("${}", index + 1);
+        append(fmt::format("${}", index + 1), start);
         pos_ = end;
     }
 
+    // Reads the JSON path after :payload or :metadata from byte `end`,
+    // appending its segments to `name` in their one spelling; returns where
+    // the path ends.
+    std::size_t json_path(std::size_t end, std::string& name) const {
+        for (;;) {
+            if (end + 1 >= sql_.size() || sql_[end] != '.') {
+                return end;
+            }
+            if (is_path_char(sql_[end + 1])) {
+                const std::size_t segment = end + 1;
+                end = segment;
+                while (end < sql_.size() && is_path_char(sql_[end])) {
+                    ++end;
+                }
+                append_json_key(name, sql_.substr(segment, end - segment));
+            } else if (sql_[end + 1] == '"') {
+                std::string key;
+                end = read_quoted_key(sql_, end + 1, key);
+                append_json_key(name, key);
+            } else {
+                return end;
+            }
+        }
+    }
+
     std::string_view sql_;
+    NamedParameters named_;
     std::size_t pos_ = 0;
     bool significant_ = false;
     RewrittenSql out_;
@@ -227,8 +323,38 @@ std::pair<std::string_view, std::string_view> split_json_path(std::string_view n
     return {name.substr(0, dot), name.substr(dot + 1)};
 }
 
-std::vector<RewrittenSql> rewrite_named_parameters(std::string_view sql) {
-    return Scanner(sql).run();
+std::vector<std::string> json_path_segments(std::string_view parameter) {
+    std::vector<std::string> segments;
+    std::size_t pos = parameter.find('.');
+    while (pos != std::string_view::npos && pos + 1 <= parameter.size()) {
+        std::string key;
+        if (pos + 1 < parameter.size() && parameter[pos + 1] == '"') {
+            pos = read_quoted_key(parameter, pos + 1, key);
+        } else {
+            const std::size_t end = std::min(parameter.find('.', pos + 1), parameter.size());
+            key = parameter.substr(pos + 1, end - pos - 1);
+            pos = end;
+        }
+        segments.push_back(std::move(key));
+        if (pos >= parameter.size() || parameter[pos] != '.') {
+            break;
+        }
+    }
+    return segments;
+}
+
+std::size_t RewrittenSql::text_offset(std::size_t sql_offset) const {
+    auto after = std::upper_bound(origins.begin(), origins.end(), sql_offset,
+                                  [](std::size_t value, const SqlOrigin& origin) { return value < origin.sql_offset; });
+    if (after == origins.begin()) {
+        return sql_offset;
+    }
+    const SqlOrigin& origin = *std::prev(after);
+    return origin.text_offset + (sql_offset - origin.sql_offset);
+}
+
+std::vector<RewrittenSql> rewrite_named_parameters(std::string_view sql, NamedParameters named) {
+    return Scanner(sql, named).run();
 }
 
 std::string leading_keyword(std::string_view sql) {

@@ -1,5 +1,7 @@
 #include "projection/batch_applier.hpp"
 
+#include "config/parameter_types.hpp"
+
 #include <array>
 #include <vector>
 
@@ -27,6 +29,7 @@ struct Slot {
     enum Kind { begin, handler, dead_letter, advance, commit } kind;
     int first_row = 0;
     int rows = 0;
+    const PlannedStatement* statement = nullptr; // a handler's, to name its parameters in messages
 };
 
 } // namespace
@@ -129,7 +132,7 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
             positions.push_back('}');
             for (const auto& statement : handler->statements) {
                 send_statement(statement, {positions.c_str()});
-                slots.push_back({Slot::handler, row, end - row});
+                slots.push_back({Slot::handler, row, end - row, &statement});
             }
             row = end;
             continue;
@@ -141,7 +144,7 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
                     values.push_back(rows.is_null(row, column) ? nullptr : PQgetvalue(rows.get(), row, column));
                 }
                 send_statement(statement, values);
-                slots.push_back({Slot::handler, row, 1});
+                slots.push_back({Slot::handler, row, 1, &statement});
             }
         } else if (request.code != nullptr) {
             for (const CodeStatement& statement : (*request.code)[static_cast<std::size_t>(row)]) {
@@ -190,6 +193,9 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
         if (result.status() == PGRES_FATAL_ERROR && !outcome.error) {
             std::string message = result.error_message();
             if (slot.kind == Slot::handler) {
+                if (slot.statement != nullptr) {
+                    message = config::name_parameters_in_message(message, slot.statement->parameters);
+                }
                 const std::string_view event_type = rows.text(slot.first_row, col_event_type);
                 message = slot.rows == 1
                               ? fmt::format("the handler for {} failed at position {}: {}", event_type,

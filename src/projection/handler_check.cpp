@@ -1,5 +1,7 @@
 #include "projection/handler_check.hpp"
 
+#include "config/batch_relation.hpp"
+#include "config/parameter_types.hpp"
 #include "store/database_error.hpp"
 
 #include <fmt/format.h>
@@ -7,15 +9,71 @@
 namespace projectiond::projection {
 
 namespace {
-std::string where(const config::Config& config, const config::SourceMark& mark) {
-    return mark.line > 0 ? fmt::format("{}:{}:{}", config.source, mark.line, mark.column) : config.source;
+
+// The statement as the runner would send it, and how to find a byte of the
+// handler's statement in it.
+struct Compiled {
+    std::string sql;
+    std::optional<config::BatchRelation> batch;
+};
+
+Compiled compiled(const config::Handler& handler, const config::RewrittenSql& statement) {
+    if (handler.kind == config::HandlerKind::batch) {
+        config::BatchRelation relation = config::splice_batch_relation(statement.sql, config::empty_batch_select);
+        std::string sql = relation.sql;
+        return {std::move(sql), std::move(relation)};
+    }
+    return {statement.sql, std::nullopt};
 }
+
+// Where PostgreSQL's error falls in the file: the line and column of the
+// character it names, else the handler's first line.
+config::SourceMark error_mark(const config::Handler& handler, std::size_t statement_index, const Compiled& sent,
+                              const store::DatabaseError& error) {
+    if (error.statement_position() <= 0 || statement_index >= handler.sources.size()) {
+        return handler.mark;
+    }
+    std::optional<std::size_t> offset =
+        config::utf8_byte_offset(sent.sql, static_cast<std::size_t>(error.statement_position() - 1));
+    if (sent.batch) {
+        offset = sent.batch->statement_offset(*offset);
+    }
+    return offset ? handler.sources[statement_index].at(*offset) : handler.mark;
+}
+
+// SQLSTATEs of type errors: operator or function not found for the types,
+// a mismatch, a cast that does not exist, an ambiguous call.
+bool is_type_error(const std::string& sqlstate) {
+    return sqlstate == "42883" || sqlstate == "42804" || sqlstate == "42846" || sqlstate == "42725" ||
+           sqlstate == "42P08" || sqlstate == "42P18";
+}
+
+// PostgreSQL's message, saying `:name` where it says `$N` and, for a type
+// error, which parameters have the types it names.
+std::string explained(const store::DatabaseError& error, const config::RewrittenSql& statement) {
+    std::string message = config::name_parameters_in_message(error.what(), statement.parameters);
+    if (is_type_error(error.sqlstate())) {
+        message += config::parameters_of_types_in_message(error.what(), statement.parameters);
+    }
+    return message;
+}
+
+std::vector<Oid> type_oids(const config::RewrittenSql& statement) {
+    const auto oids = config::parameter_type_oids(statement.parameters);
+    return {oids.begin(), oids.end()};
+}
+
+// A plugin handler is a shared object, not SQL. The plugin loader (SPEC
+// section 11) will open it here to check that it loads and speaks our ABI
+// version; until it lands, nothing is checked.
+void check_plugin_handler(const config::Projection&, const config::Handler&, std::vector<config::Located>&) {}
+
 } // namespace
 
-std::vector<std::string> check_handlers(store::Connection& conn, const config::Config& config,
-                                        const std::vector<const config::Projection*>& projections,
-                                        SetupHandling setup) {
-    std::vector<std::string> problems;
+std::vector<config::Located> find_handler_problems(store::Connection& conn,
+                                                   const std::vector<const config::Projection*>& projections,
+                                                   SetupHandling setup) {
+    std::vector<config::Located> problems;
     // Everything happens in one transaction that is rolled back: the check
     // leaves no trace, and each attempt sits in a savepoint so that one
     // failure does not hide the next.
@@ -32,25 +90,36 @@ std::vector<std::string> check_handlers(store::Connection& conn, const config::C
                         throw;
                     }
                     conn.exec("ROLLBACK TO SAVEPOINT setup");
-                    problems.push_back(fmt::format("{}: the setup of projection '{}' fails: {}",
-                                                   where(config, projection->mark), projection->name, error.what()));
+                    problems.push_back(
+                        {projection->setup_mark.line > 0 ? projection->setup_mark : projection->mark,
+                         fmt::format("the setup of projection '{}' fails: {}", projection->name, error.what())});
                 }
             }
             for (const auto& handler : projection->handlers) {
-                for (const auto& statement : handler.statements) {
+                if (handler.kind == config::HandlerKind::plugin) {
+                    check_plugin_handler(*projection, handler, problems);
+                }
+                // exec handlers are programs: there is no SQL to compile before they run.
+                if (handler.kind != config::HandlerKind::sql && handler.kind != config::HandlerKind::batch) {
+                    continue;
+                }
+                for (std::size_t i = 0; i < handler.statements.size(); ++i) {
+                    const config::RewrittenSql& statement = handler.statements[i];
+                    const Compiled sent = compiled(handler, statement);
                     conn.exec("SAVEPOINT handler");
                     try {
-                        conn.prepare("", statement.sql);
+                        conn.prepare("", sent.sql, type_oids(statement));
                         conn.exec("RELEASE SAVEPOINT handler");
                     } catch (const store::DatabaseError& error) {
                         if (error.connection_lost()) {
                             throw;
                         }
                         conn.exec("ROLLBACK TO SAVEPOINT handler");
-                        problems.push_back(fmt::format("{}: the handler for '{}' in projection '{}' does not "
-                                                       "compile: {}",
-                                                       where(config, handler.mark), handler.event_type,
-                                                       projection->name, error.what()));
+                        problems.push_back(
+                            {error_mark(handler, i, sent, error),
+                             fmt::format("the {}handler for '{}' in projection '{}' does not compile: {}",
+                                         handler.kind == config::HandlerKind::batch ? "batch " : "", handler.event_type,
+                                         projection->name, explained(error, statement))});
                     }
                 }
             }
@@ -63,6 +132,19 @@ std::vector<std::string> check_handlers(store::Connection& conn, const config::C
         throw;
     }
     return problems;
+}
+
+std::vector<std::string> check_handlers(store::Connection& conn, const config::Config& config,
+                                        const std::vector<const config::Projection*>& projections,
+                                        SetupHandling setup) {
+    std::vector<config::Located> problems = find_handler_problems(conn, projections, setup);
+    config::sort_by_position(problems);
+    std::vector<std::string> messages;
+    messages.reserve(problems.size());
+    for (const auto& problem : problems) {
+        messages.push_back(config::format_located(config.source, problem));
+    }
+    return messages;
 }
 
 } // namespace projectiond::projection

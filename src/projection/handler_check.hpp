@@ -1,7 +1,14 @@
 #pragma once
 // Asks the database whether every handler statement compiles (PREPARE), so
-// that a typo or a missing table is reported with its place in the
-// configuration before any runner starts, not as a runner retrying forever.
+// that a typo, a missing table or a type clash is reported with its place in
+// the configuration before any runner starts, not as a runner retrying
+// forever.
+//
+// Per-event statements are prepared with their parameters' types
+// (config/parameter_types.hpp), batch statements with an empty relation
+// `batch` (config/batch_relation.hpp). An error PostgreSQL places in a
+// statement is shown at that line and column of the file; a setup error at
+// `setup:`.
 
 #include "config/config.hpp"
 #include "store/connection.hpp"
@@ -16,8 +23,14 @@ enum class SetupHandling {
     run_and_roll_back // check-config: run it inside the check's transaction, then undo it
 };
 
-// One message per problem: "file:line:column: ...". Empty when all is well.
+// Each problem with where it is written, in the order found.
 // A lost connection is thrown (store::DatabaseError).
+std::vector<config::Located> find_handler_problems(store::Connection& conn,
+                                                   const std::vector<const config::Projection*>& projections,
+                                                   SetupHandling setup);
+
+// One message per problem: "file:line:column: ...", in file order. Empty
+// when all is well. A lost connection is thrown (store::DatabaseError).
 std::vector<std::string> check_handlers(store::Connection& conn, const config::Config& config,
                                         const std::vector<const config::Projection*>& projections, SetupHandling setup);
 

@@ -1,6 +1,8 @@
 #include "projection/read_plan.hpp"
 
+#include "config/batch_relation.hpp"
 #include "config/named_parameters.hpp"
+#include "config/parameter_types.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -54,27 +56,11 @@ std::string text_array_literal(const std::vector<std::string>& values) {
 
 namespace {
 
-// The types the built-in parameters are bound with, so that PostgreSQL never
-// has to guess them (and guess differently for one parameter used twice).
-Oid parameter_type(std::string_view parameter) {
-    constexpr Oid int8 = 20, int4 = 23, text = 25, jsonb = 3802, uuid = 2950, timestamptz = 1184;
-    if (parameter == "global_position" || parameter == "aggregate_version") {
-        return int8;
-    }
-    if (parameter == "event_version") {
-        return int4;
-    }
-    if (parameter == "event_id") {
-        return uuid;
-    }
-    if (parameter == "created_at") {
-        return timestamptz;
-    }
-    if (parameter == "payload" || parameter == "metadata") {
-        return jsonb;
-    }
-    return text; // the other fields, and JSON paths
-}
+// The relation `batch` of a batch handler's run: the events whose positions
+// are bound as $1 (bigint[]), plus their order in the run.
+constexpr std::string_view batch_select =
+    "SELECT e.*, o.ordinality AS batch_ordinal FROM unnest($1::bigint[]) WITH ORDINALITY AS o(position, "
+    "ordinality) JOIN events e ON e.global_position = o.position";
 
 constexpr Oid int8_array = 1016;
 
@@ -86,55 +72,6 @@ bool is_code(config::HandlerKind kind) {
 }
 
 } // namespace
-
-namespace {
-
-// The offset of the first character of `sql` at or after `from` that is not a
-// blank or inside a comment.
-std::size_t skip_blanks_and_comments(std::string_view sql, std::size_t from) {
-    std::size_t i = from;
-    while (i < sql.size()) {
-        if (sql.compare(i, 2, "--") == 0) {
-            i = sql.find('\n', i);
-            i = i == std::string_view::npos ? sql.size() : i + 1;
-        } else if (sql.compare(i, 2, "/*") == 0) {
-            int depth = 0;
-            do {
-                if (sql.compare(i, 2, "/*") == 0) {
-                    ++depth;
-                    i += 2;
-                } else if (sql.compare(i, 2, "*/") == 0) {
-                    --depth;
-                    i += 2;
-                } else {
-                    ++i;
-                }
-            } while (depth > 0 && i < sql.size());
-        } else if (std::isspace(static_cast<unsigned char>(sql[i])) != 0) {
-            ++i;
-        } else {
-            break;
-        }
-    }
-    return i;
-}
-
-} // namespace
-
-std::string with_batch_relation(std::string_view sql) {
-    constexpr std::string_view batch =
-        "batch AS (SELECT e.*, o.ordinality AS batch_ordinal FROM unnest($1::bigint[]) WITH ORDINALITY "
-        "AS o(position, ordinality) JOIN events e ON e.global_position = o.position)";
-    if (config::leading_keyword(sql) != "WITH") {
-        return fmt::format("WITH {}\n{}", batch, sql);
-    }
-    // Merge into the statement's own WITH list, after WITH [RECURSIVE].
-    std::size_t at = skip_blanks_and_comments(sql, 0) + 4;
-    if (config::leading_keyword(sql.substr(at)) == "RECURSIVE") {
-        at = skip_blanks_and_comments(sql, at) + 9;
-    }
-    return fmt::format("{} {},{}", sql.substr(0, at), batch, sql.substr(at));
-}
 
 int ReadPlan::column_for(const std::string& parameter) {
     if (parameter == "global_position") {
@@ -157,16 +94,7 @@ int ReadPlan::column_for(const std::string& parameter) {
         expression = fmt::format("b.{}", base);
     } else {
         // The path is bound as a text[] parameter, not written into the SQL.
-        std::vector<std::string> segments;
-        std::size_t start = 0;
-        for (;;) {
-            const std::size_t dot = path.find('.', start);
-            segments.emplace_back(path.substr(start, dot == std::string_view::npos ? dot : dot - start));
-            if (dot == std::string_view::npos) {
-                break;
-            }
-            start = dot + 1;
-        }
+        const std::vector<std::string> segments = config::json_path_segments(parameter);
         filter_arguments_.emplace_back(text_array_literal(segments));
         expression = fmt::format("b.{} #>> ${}::text[]", base, filter_arguments_.size() + first_filter_argument - 1);
     }
@@ -222,15 +150,16 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
         const auto& handler = projection.handlers[index];
         PlannedHandler planned{handler.event_type, handler.kind, {}, static_cast<int>(index)};
         for (const auto& statement : handler.statements) {
-            PlannedStatement ps{fmt::format("h{}", statement_number++), statement.sql, {}, {}};
+            PlannedStatement ps{fmt::format("h{}", statement_number++), statement.sql, {}, {}, {}};
             if (handler.kind == config::HandlerKind::batch) {
-                ps.sql = with_batch_relation(statement.sql);
+                ps.sql = config::with_batch_relation(statement.sql, batch_select);
                 ps.types.push_back(int8_array);
             } else {
                 for (const auto& parameter : statement.parameters) {
                     ps.columns.push_back(column_for(parameter));
-                    ps.types.push_back(parameter_type(parameter));
                 }
+                ps.types = config::parameter_type_oids(statement.parameters);
+                ps.parameters = statement.parameters;
             }
             planned.statements.push_back(std::move(ps));
         }

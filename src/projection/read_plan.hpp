@@ -36,6 +36,7 @@ struct PlannedStatement {
     std::string sql;          // with $1..$n
     std::vector<int> columns; // read-result column feeding $1..$n (sql handlers)
     std::vector<Oid> types;   // the type of $1..$n
+    std::vector<std::string> parameters; // the named parameter behind $1..$n, for messages
 };
 
 struct PlannedHandler {
@@ -85,10 +86,5 @@ private:
 
 // A PostgreSQL array literal of text values, to bind as text[].
 std::string text_array_literal(const std::vector<std::string>& values);
-
-// `sql` run with the events of a run of a batch handler visible as the
-// relation `batch`: `WITH batch AS (...) sql`, merged into the statement's
-// own WITH list when it has one. $1 is the run's positions, as bigint[].
-std::string with_batch_relation(std::string_view sql);
 
 } // namespace projectiond::projection

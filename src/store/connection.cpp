@@ -5,6 +5,7 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <memory>
 #include <system_error>
 #include <utility>
@@ -39,7 +40,9 @@ DatabaseError error_from(const Result& result, std::string_view doing) {
     if (message.empty()) {
         message = "unknown error";
     }
-    return DatabaseError(doing.empty() ? message : fmt::format("{}: {}", doing, message), result.sqlstate());
+    const char* position = PQresultErrorField(result.get(), PG_DIAG_STATEMENT_POSITION);
+    return DatabaseError(doing.empty() ? message : fmt::format("{}: {}", doing, message), result.sqlstate(), false,
+                         position != nullptr ? std::atoi(position) : 0);
 }
 
 // The server refused the login itself: retrying with the same settings cannot

@@ -52,7 +52,7 @@ public:
     // Extended protocol with text parameters bound as $1, $2, ...
     Result exec(const std::string& sql, const Params& params);
     void prepare(const std::string& name, const std::string& sql);
-    // With the parameters' types given (0 lets the server infer one).
+    // With the parameters' types declared ($1 is types[0], ...); 0 lets PostgreSQL infer one.
     void prepare(const std::string& name, const std::string& sql, const std::vector<Oid>& types);
     Result exec_prepared(const std::string& name, const Params& params);
 

@@ -8,10 +8,14 @@ namespace projectiond::store {
 
 class DatabaseError : public std::runtime_error {
 public:
-    DatabaseError(std::string message, std::string sqlstate, bool connection_lost = false)
-        : std::runtime_error(std::move(message)), sqlstate_(std::move(sqlstate)), connection_lost_(connection_lost) {}
+    DatabaseError(std::string message, std::string sqlstate, bool connection_lost = false, int statement_position = 0)
+        : std::runtime_error(std::move(message)), sqlstate_(std::move(sqlstate)), connection_lost_(connection_lost),
+          statement_position_(statement_position) {}
 
     const std::string& sqlstate() const noexcept { return sqlstate_; }
+    // Where in the statement PostgreSQL found the error: a 1-based character
+    // index (PG_DIAG_STATEMENT_POSITION), 0 when it did not say.
+    int statement_position() const noexcept { return statement_position_; }
     // The session is gone (server restart, network, shutdown): reconnect.
     bool connection_lost() const noexcept { return connection_lost_; }
     // Worth retrying as is, without counting it against a handler's retries:
@@ -21,6 +25,7 @@ public:
 private:
     std::string sqlstate_;
     bool connection_lost_;
+    int statement_position_;
 };
 
 // No connection could be made (refused, unknown host, authentication, timeout).

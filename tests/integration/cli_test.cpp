@@ -12,6 +12,21 @@
 using namespace projectiond::testing;
 
 namespace {
+// The lines of `text` that mention `part`, in order.
+std::vector<std::string> lines_with(const std::string& text, const std::string& part) {
+    std::vector<std::string> lines;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        const std::size_t end = std::min(text.find('\n', start), text.size());
+        const std::string line = text.substr(start, end - start);
+        if (line.find(part) != std::string::npos) {
+            lines.push_back(line);
+        }
+        start = end + 1;
+    }
+    return lines;
+}
+
 CommandResult cli(std::vector<std::string> args, const std::map<std::string, std::string>& env = {}) {
     args.insert(args.begin(), projectiond_binary());
     return run_command(args, env);
@@ -141,10 +156,11 @@ TEST_SUITE("command line") {
 )");
         const auto result = against(db, {"-c", config.path(), "check-config"});
         CHECK(result.exit_code == 78);
+        // Each at the word PostgreSQL objects to.
         CHECK(contains(result.err, config.path() +
-                                       ":6:20: the handler for 'UserRenamed' in projection 'users' "
+                                       ":6:37: the handler for 'UserRenamed' in projection 'users' "
                                        "does not compile: column \"nam\" of relation \"users\" does not exist"));
-        CHECK(contains(result.err, config.path() + ":7:20: the handler for 'UserDeleted'"));
+        CHECK(contains(result.err, config.path() + ":7:32: the handler for 'UserDeleted'"));
         CHECK(contains(result.err, "relation \"userz\" does not exist"));
         CHECK(db.scalar("SELECT to_regclass('users')::text").empty()); // the setup was rolled back
         TempFile good("projections:\n  - name: users\n    setup: CREATE TABLE IF NOT EXISTS users (id text)\n"
@@ -196,5 +212,197 @@ TEST_SUITE("command line") {
         CHECK(contains(dead.out, "No dead letters"));
         CHECK(nlohmann::json::parse(against(db, {"dead-letters", "--json"}).out).empty());
         CHECK(against(db, {"reset", "nope"}).exit_code == 64);
+    }
+
+    TEST_CASE("check-config places a SQL error on its own line inside a multi-line handler") {
+        TestDatabase db;
+        TempFile config(R"(projections:
+  - name: users
+    setup: CREATE TABLE IF NOT EXISTS users (id text PRIMARY KEY, name text)
+    handlers:
+      UserCreated: |
+        INSERT INTO users (id, name)
+        VALUES (:aggregate_id, :payload.name)
+        ON CONFLICT (id) DO UPDATE
+           SET nam = EXCLUDED.name
+)");
+        const auto result = against(db, {"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 78);
+        CHECK(contains(result.err, config.path() + ":9:16: the handler for 'UserCreated' in projection 'users' does "
+                                                   "not compile: column \"nam\" of relation \"users\" does not exist"));
+    }
+
+    TEST_CASE("check-config reports a failing setup at `setup:`, not at the projection's name") {
+        TestDatabase db;
+        TempFile config(R"(projections:
+  - name: users
+    log: true
+    setup: |
+      CREATE TABLE IF NOT EXISTS users (id text PRIMARY KEY, name nosuchtype)
+)");
+        const auto result = against(db, {"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 78);
+        CHECK(contains(result.err,
+                       config.path() +
+                           ":4:5: the setup of projection 'users' fails: type \"nosuchtype\" does not exist"));
+    }
+
+    TEST_CASE("check-config lists several database errors in file order") {
+        TestDatabase db;
+        db.scalar("INSERT INTO projection_checkpoints (projection_name, partition_index, partition_count) "
+                  "VALUES ('b', 0, 1) RETURNING 1");
+        // Found in the order: a's handler, b's setup, b's handler, b's partitions.
+        TempFile config(R"(projections:
+  - name: a
+    handlers:
+      X: SELECT * FROM missing_a
+  - name: b
+    partitions: 2
+    setup: CREATE TABLE broken (id nosuchtype)
+    handlers:
+      Y: SELECT * FROM missing_b
+)");
+        const auto result = against(db, {"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 78);
+        const auto lines = lines_with(result.err, config.path() + ":");
+        REQUIRE(lines.size() == 4);
+        CHECK(contains(lines[0], ":4:24:"));
+        CHECK(contains(lines[1], ":6:5:"));
+        CHECK(contains(lines[2], ":7:5:"));
+        CHECK(contains(lines[3], ":9:24:"));
+    }
+
+    TEST_CASE("check-config binds the parameters with their types and names the one a type error is about") {
+        TestDatabase db;
+        TempFile config(R"(projections:
+  - name: versions
+    setup: CREATE TABLE IF NOT EXISTS versions (id text PRIMARY KEY, version bigint, seen text)
+    handlers:
+      Fine: |
+        UPDATE versions SET version = :aggregate_version
+         WHERE id = :aggregate_id AND :aggregate_version = 1
+      Clash: |
+        UPDATE versions SET seen = now()::text
+         WHERE id = :event_id
+)");
+        const auto result = against(db, {"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 78);
+        // Without declared types, `Fine` fails: "inconsistent types deduced for parameter $2".
+        CHECK_FALSE(contains(result.err, "'Fine'"));
+        CHECK(contains(result.err, config.path() + ":10:19: the handler for 'Clash' in projection 'versions' does not "
+                                                   "compile: operator does not exist: text = uuid"));
+        CHECK(contains(result.err, ":event_id is bound as uuid"));
+    }
+
+    TEST_CASE("check-config compiles batch handlers over an empty batch and places a broken one") {
+        TestDatabase db;
+        TempFile config(R"(projections:
+  - name: latest
+    setup: CREATE TABLE IF NOT EXISTS latest (id text PRIMARY KEY, name text, position bigint)
+    handlers:
+      Renamed:
+        batch: |
+          INSERT INTO latest (id, name, position)
+          SELECT DISTINCT ON (aggregate_id) aggregate_id, payload ->> 'name', global_position
+            FROM batch
+           ORDER BY aggregate_id, batch_ordinal DESC
+          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, position = EXCLUDED.position
+      Created:
+        batch: |
+          WITH fresh AS (SELECT aggregate_id FROM batch)
+          INSERT INTO latest (id) SELECT aggregate_id FROM fresh ON CONFLICT DO NOTHING
+)");
+        const auto fine = against(db, {"-c", config.path(), "check-config"});
+        CHECK_MESSAGE(fine.exit_code == 0, fine.err);
+        CHECK(contains(fine.out, "every handler compiles against the database"));
+
+        TempFile broken(R"(projections:
+  - name: latest
+    setup: CREATE TABLE IF NOT EXISTS latest (id text PRIMARY KEY, name text)
+    handlers:
+      Renamed:
+        batch: |
+          WITH fresh AS (SELECT aggregate_id FROM batch)
+          INSERT INTO latest (id, name)
+          SELECT aggregate_id, payload ->> 'nme' FROM fresh
+)");
+        const auto result = against(db, {"-c", broken.path(), "check-config"});
+        CHECK(result.exit_code == 78);
+        CHECK(contains(result.err, broken.path() + ":9:32: the batch handler for 'Renamed' in projection 'latest' "
+                                                   "does not compile: column \"payload\" does not exist"));
+    }
+
+    TEST_CASE("check-config refuses a changed partition count, at `partitions:`, with what to do") {
+        TestDatabase db;
+        TempFile three("projections:\n  - name: spread\n    log: true\n    partitions: 3\n");
+        // The checkpoints as a run with three partitions leaves them.
+        db.scalar("INSERT INTO projection_checkpoints (projection_name, partition_index, partition_count) "
+                  "SELECT 'spread', i, 3 FROM generate_series(0, 2) i RETURNING 1");
+        CHECK(against(db, {"-c", three.path(), "check-config"}).exit_code == 0);
+
+        TempFile two("projections:\n  - name: spread\n    log: true\n    partitions: 2\n");
+        const auto result = against(db, {"-c", two.path(), "check-config"});
+        CHECK(result.exit_code == 78);
+        const auto lines = lines_with(result.err, two.path());
+        REQUIRE(lines.size() == 1);
+        CHECK(contains(lines[0], two.path() + ":4:5: projection 'spread' now has 2 partitions, but its checkpoints "
+                                              "were written for 3"));
+        CHECK(contains(lines[0], "`projectiond reset spread`"));
+        CHECK(contains(lines[0], "bump `version:`"));
+
+        // Left out, the count is 1: still a change, placed at the projection.
+        TempFile one("projections:\n  - name: spread\n    log: true\n");
+        CHECK(contains(against(db, {"-c", one.path(), "check-config"}).err,
+                       one.path() + ":2:5: projection 'spread' now has 1 partition, but"));
+    }
+
+    TEST_CASE("check-config warns about a handler its projection's event_types exclude, and still passes") {
+        TempFile config(R"(projections:
+  - name: users
+    event_types: [UserCreated]
+    handlers:
+      UserCreated: SELECT :aggregate_id
+      UserRenamed: SELECT :payload.name
+)");
+        const auto result = cli({"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 0);
+        CHECK(contains(result.err, config.path() + ":6:20: warning: the handler for 'UserRenamed' in projection "
+                                                   "'users' can never run"));
+        CHECK_FALSE(contains(result.err, "'UserCreated' in projection"));
+    }
+
+    TEST_CASE("a misspelt JSON parameter is the one error check-config reports (issue 9)") {
+        TempFile config("projections:\n  - name: a\n    handlers:\n      X: SELECT :paylod.total\n");
+        const auto result = cli({"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 78);
+        CHECK(contains(result.err, config.path() + ":4:17: in the handler for 'X': unknown parameter ':paylod' (did "
+                                                   "you mean 'payload'?)"));
+        CHECK_FALSE(contains(result.err, "has no SQL statement"));
+        CHECK(lines_with(result.err, config.path()).size() == 1);
+    }
+
+    TEST_CASE("check-config compiles a quoted JSON key, and skips exec and plugin handlers") {
+        TestDatabase db;
+        TempFile config(R"(projections:
+  - name: orders
+    setup: CREATE TABLE IF NOT EXISTS orders (id text PRIMARY KEY, total numeric)
+    handlers:
+      OrderPlaced: |
+        INSERT INTO orders (id, total)
+        VALUES (:payload."order-id", :payload.totals."incl. tax"::numeric)
+      OrderShipped: {exec: [/bin/true]}
+      OrderPaid: {plugin: /nonexistent/plugin.so}
+)");
+        const auto result = against(db, {"-c", config.path(), "check-config"});
+        CHECK_MESSAGE(result.exit_code == 0, result.err);
+    }
+
+    TEST_CASE("check-config against a database without the event store says it checked nothing there") {
+        TestDatabase db(false);
+        TempFile config("projections:\n  - name: a\n    handlers:\n      X: SELECT * FROM nowhere\n");
+        const auto result = against(db, {"-c", config.path(), "check-config"});
+        CHECK(result.exit_code == 0);
+        CHECK(contains(result.err, "run `projectiond migrate`"));
+        CHECK_FALSE(contains(result.out, "every handler compiles"));
     }
 }

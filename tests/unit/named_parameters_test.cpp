@@ -2,10 +2,14 @@
 
 #include <doctest/doctest.h>
 
+using projectiond::config::json_path_segments;
 using projectiond::config::leading_keyword;
+using projectiond::config::NamedParameters;
 using projectiond::config::rewrite_named_parameters;
 using projectiond::config::RewrittenSql;
+using projectiond::config::split_json_path;
 using projectiond::config::SqlParameterError;
+using strings = std::vector<std::string>;
 
 namespace {
 RewrittenSql one(std::string_view sql) {
@@ -14,9 +18,9 @@ RewrittenSql one(std::string_view sql) {
     return statements.front();
 }
 
-std::size_t error_offset(std::string_view sql) {
+std::size_t error_offset(std::string_view sql, NamedParameters named = NamedParameters::allowed) {
     try {
-        rewrite_named_parameters(sql);
+        rewrite_named_parameters(sql, named);
     } catch (const SqlParameterError& e) {
         return e.offset();
     }
@@ -24,9 +28,9 @@ std::size_t error_offset(std::string_view sql) {
     return 0;
 }
 
-std::string error_message(std::string_view sql) {
+std::string error_message(std::string_view sql, NamedParameters named = NamedParameters::allowed) {
     try {
-        rewrite_named_parameters(sql);
+        rewrite_named_parameters(sql, named);
     } catch (const SqlParameterError& e) {
         return e.what();
     }
@@ -151,5 +155,91 @@ TEST_SUITE("named parameters") {
         CHECK(leading_keyword("  -- hi\n /* x */ commit") == "COMMIT");
         CHECK(leading_keyword("insert into t values (1)") == "INSERT");
         CHECK(leading_keyword("-- only a comment") == "");
+    }
+
+    TEST_CASE("a double-quoted JSON key reaches keys with dashes, spaces and dots") {
+        const auto r = one(R"(SELECT :payload."order-id", :payload.a."b.c".d, :metadata."x y")");
+        CHECK(r.sql == "SELECT $1, $2, $3");
+        CHECK(r.parameters == strings{R"(payload."order-id")", R"(payload.a."b.c".d)", R"(metadata."x y")"});
+    }
+
+    TEST_CASE("a doubled quote inside a quoted JSON key is a quote of the key") {
+        const auto r = one(R"(SELECT :payload."say ""hi""")");
+        CHECK(r.sql == "SELECT $1");
+        REQUIRE(r.parameters.size() == 1);
+        CHECK(json_path_segments(r.parameters[0]) == strings{R"(say "hi")"});
+    }
+
+    TEST_CASE("quoting a plain key changes nothing: both spellings are one parameter") {
+        const auto r = one(R"(SELECT :payload."total", :payload.total)");
+        CHECK(r.sql == "SELECT $1, $1");
+        CHECK(r.parameters == strings{"payload.total"});
+    }
+
+    TEST_CASE("a quoted key may be followed by a cast") {
+        const auto r = one(R"(SELECT :payload."unit-price"::numeric)");
+        CHECK(r.sql == "SELECT $1::numeric");
+    }
+
+    TEST_CASE("json_path_segments gives the unquoted keys of a parameter's path") {
+        CHECK(json_path_segments(R"(payload.a."b.c")") == strings{"a", "b.c"});
+        CHECK(json_path_segments("payload.customer.address.zip") == strings{"customer", "address", "zip"});
+        CHECK(json_path_segments(R"(metadata."x y".z)") == strings{"x y", "z"});
+        CHECK(json_path_segments(R"(payload."")") == strings{""});
+        CHECK(json_path_segments("payload").empty());
+        CHECK(json_path_segments("aggregate_id").empty());
+    }
+
+    TEST_CASE("split_json_path still separates the field from its path, quotes and all") {
+        CHECK(split_json_path("payload.a.b") == std::pair<std::string_view, std::string_view>{"payload", "a.b"});
+        CHECK(split_json_path(R"(payload."a.b".c)") ==
+              std::pair<std::string_view, std::string_view>{"payload", R"("a.b".c)"});
+        CHECK(split_json_path("event_id") == std::pair<std::string_view, std::string_view>{"event_id", ""});
+    }
+
+    TEST_CASE("an unterminated quoted JSON key is an error at its opening quote") {
+        CHECK(error_offset(R"(SELECT :payload."abc)") == 16);
+        CHECK(error_message(R"(SELECT :payload."abc)").find("unterminated quoted JSON key") != std::string::npos);
+    }
+
+    TEST_CASE("origins lead each byte of a rewritten statement back to the handler's text") {
+        const std::string text = "  SELECT :aggregate_id, x;\n  UPDATE t SET a = :payload.b";
+        const auto statements = rewrite_named_parameters(text);
+        REQUIRE(statements.size() == 2);
+        const auto& select = statements[0];
+        REQUIRE(select.sql == "SELECT $1, x");
+        CHECK(select.text_offset(0) == text.find("SELECT"));
+        CHECK(select.text_offset(7) == text.find(":aggregate_id")); // $1 is where the name was
+        CHECK(select.text_offset(9) == text.find(", x"));
+        CHECK(select.text_offset(11) == text.find("x;"));
+        const auto& update = statements[1];
+        REQUIRE(update.sql == "UPDATE t SET a = $1");
+        CHECK(update.text_offset(0) == text.find("UPDATE"));
+        CHECK(update.text_offset(update.sql.find("$1")) == text.find(":payload.b"));
+    }
+
+    TEST_CASE("where it was written is not part of a statement's identity") {
+        CHECK(one("SELECT :event_id") == one("\n\n   SELECT :event_id"));
+    }
+
+    TEST_CASE("batch handlers refuse named parameters, pointing at the first and naming the relation") {
+        const std::string sql = "INSERT INTO t SELECT aggregate_id FROM batch WHERE x = :aggregate_id";
+        CHECK(error_offset(sql, NamedParameters::refused) == sql.find(":aggregate_id"));
+        const auto message = error_message(sql, NamedParameters::refused);
+        CHECK(message.find("':aggregate_id'") != std::string::npos);
+        CHECK(message.find("relation `batch`") != std::string::npos);
+        CHECK(message.find("batch.aggregate_id") != std::string::npos);
+    }
+
+    TEST_CASE("batch handlers refuse a misspelt parameter for the same reason") {
+        CHECK(error_message("SELECT :paylod.x FROM batch", NamedParameters::refused).find("relation `batch`") !=
+              std::string::npos);
+    }
+
+    TEST_CASE("batch handlers keep casts, strings and dollar quotes") {
+        const auto statements =
+            rewrite_named_parameters("SELECT a::text, ':x', $$:y$$ FROM batch", NamedParameters::refused);
+        REQUIRE(statements.size() == 1);
+        CHECK(statements[0].parameters.empty());
     }
 }

@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <random>
 #include <string>
 
@@ -25,6 +27,8 @@ std::string random_sql(std::mt19937& random) {
                                          "::",
                                          ":aggregate_id",
                                          ":payload.a.b",
+                                         ":payload.\"a-b\"",
+                                         ".\"",
                                          ":nope",
                                          "--",
                                          "\n",
@@ -94,8 +98,19 @@ projections:
         INSERT INTO users VALUES (:aggregate_id, :payload.name)
         ON CONFLICT (id) DO NOTHING
       "*": [SELECT :event_id, "SELECT 2"]
+      Counted: {batch: "INSERT INTO counts SELECT count(*) FROM batch"}
+      Piped: {exec: [/usr/bin/handler, --verbose]}
   - name: audit
+    schema: audit
+    version: 3
     log: true
+daemon:
+  max_connections: 4
+  lease_timeout: 20s
+http:
+  listen: 127.0.0.1:9543
+health:
+  max_lag: 1m
 )";
 
 } // namespace
@@ -115,6 +130,21 @@ TEST_SUITE("randomized") {
                     for (std::size_t k = 1; k <= statement.parameters.size(); ++k) {
                         CHECK(statement.sql.find("$" + std::to_string(k)) != std::string::npos);
                     }
+                    // Each byte came from where its origin says: the same byte,
+                    // or the name that a $k replaced.
+                    for (std::size_t offset = 0; offset < statement.sql.size(); ++offset) {
+                        const std::size_t from = statement.text_offset(offset);
+                        REQUIRE(from < sql.size());
+                        if (statement.sql[offset] == sql[from]) {
+                            continue;
+                        }
+                        std::size_t dollar = offset;
+                        while (dollar > 0 && std::isdigit(static_cast<unsigned char>(statement.sql[dollar]))) {
+                            --dollar;
+                        }
+                        CHECK(statement.sql[dollar] == '$');
+                        CHECK(sql[statement.text_offset(dollar)] == ':');
+                    }
                 }
             } catch (const SqlParameterError& error) {
                 CHECK(error.offset() <= sql.size());
@@ -133,6 +163,21 @@ TEST_SUITE("randomized") {
             try {
                 const Config config = parse_config(text, "fuzz.yaml");
                 CHECK_FALSE(config.projections.empty());
+                // Every statement knows where it is written, inside the file.
+                const auto lines = std::count(text.begin(), text.end(), '\n') + 1;
+                for (const auto& projection : config.projections) {
+                    for (const auto& handler : projection.handlers) {
+                        REQUIRE(handler.sources.size() == handler.statements.size());
+                        for (std::size_t s = 0; s < handler.statements.size(); ++s) {
+                            const auto& sql = handler.statements[s].sql;
+                            for (std::size_t offset = 0; offset <= sql.size(); ++offset) {
+                                const SourceMark mark = handler.sources[s].at(offset);
+                                CHECK(mark.line >= 1);
+                                CHECK(mark.line <= lines);
+                            }
+                        }
+                    }
+                }
             } catch (const ConfigError& error) {
                 CHECK(std::string(error.what()).rfind("fuzz.yaml", 0) == 0);
                 ++refused;

@@ -92,14 +92,14 @@ TEST_SUITE("read plan") {
         CHECK(*plan.filter_arguments().back() == R"({"customer","email"})");
     }
 
-    TEST_CASE("a batch handler's statement sees the run as the relation batch, its own WITH list kept") {
-        CHECK(with_batch_relation("INSERT INTO t SELECT aggregate_id FROM batch").starts_with("WITH batch AS ("));
-        const std::string merged = with_batch_relation("/* c */ WITH x AS (SELECT 1) SELECT * FROM x, batch");
-        CHECK(merged.starts_with("/* c */ WITH batch AS ("));
-        CHECK(contains(merged, "), x AS (SELECT 1) SELECT * FROM x, batch"));
-        const std::string recursive = with_batch_relation("with recursive r AS (SELECT 1) SELECT 1");
-        CHECK(recursive.starts_with("with recursive batch AS ("));
-        CHECK(contains(recursive, "), r AS (SELECT 1) SELECT 1"));
+    TEST_CASE("a batch handler's statement reads its run by positions, bound as one bigint[]") {
+        const ReadPlan plan(
+            projection_from("projections:\n  - name: a\n    handlers:\n      X: {batch: SELECT count(*) FROM batch}\n"), 0);
+        const auto& statement = plan.handlers().front().statements.front();
+        CHECK(plan.handlers().front().kind == projectiond::config::HandlerKind::batch);
+        CHECK(statement.types == std::vector<Oid>{1016});
+        CHECK(statement.columns.empty());
+        CHECK(contains(statement.sql, "unnest($1::bigint[])"));
     }
 
     TEST_CASE("log projections fetch the payload's name for their lines") {
