@@ -87,7 +87,8 @@ void ProgressDisplay::update(const std::vector<ProgressLine>& lines, Clock::time
             const double elapsed = std::chrono::duration<double>(now - before.at).count();
             if (elapsed > 0) {
                 const double sample = static_cast<double>(line.position - before.position) / elapsed;
-                track.rate = before.rate ? smoothing * sample + (1 - smoothing) * *before.rate : std::max(sample, 0.0);
+                // A checkpoint moved back (a reset) is no negative speed.
+                track.rate = std::max(0.0, before.rate ? smoothing * sample + (1 - smoothing) * *before.rate : sample);
             } else {
                 track = before;
             }

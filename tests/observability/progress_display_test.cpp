@@ -127,6 +127,8 @@ TEST_SUITE("progress display") {
         display.update({{"stuck", 5, 10}}, start);
         display.update({{"stuck", 5, 10}}, start + 1s);
         CHECK(display.rows()[0].ends_with("0 events/s, ETA unknown"));
+        display.update({{"stuck", 0, 10}}, start + 2s);
+        CHECK(display.rows()[0].ends_with(" 0 events/s, ETA unknown"));
     }
 
     TEST_CASE("not a terminal: inactive, and not one byte written") {
