@@ -218,12 +218,13 @@ TEST_SUITE("http server") {
             }
         }
         const auto started = std::chrono::steady_clock::now();
-        const auto response = request(server.port(), "GET", "/metrics", 2s);
+        const auto response = request(server.port(), "GET", "/metrics", 5s);
         const auto took = std::chrono::steady_clock::now() - started;
         REQUIRE(response);
         CHECK(response->status == 200);
         CHECK(response->body == metrics_body);
-        CHECK(took < 1s);
+        // Milliseconds on an idle machine; the bound leaves room for a busy CI.
+        CHECK(took < 2s);
         // None of the idle ones was dropped to make room.
         for (const auto& fd : idle) {
             CHECK_FALSE(testing::closed_by_peer(fd.get(), 0ms));
