@@ -2,6 +2,8 @@
 
 #include "logging/journal_sink.hpp"
 #include "logging/log_context.hpp"
+#include "logging/progress_sink.hpp"
+#include "observability/progress_display.hpp"
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -84,7 +86,12 @@ void setup_logging(Target target, const std::string& level) {
         auto formatter = std::make_unique<spdlog::pattern_formatter>();
         formatter->add_flag<ContextFlag>('*').set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %*%v");
         sink->set_formatter(std::move(formatter));
-        logger = std::make_shared<spdlog::logger>("projectiond", std::move(sink));
+        std::shared_ptr<spdlog::sinks::sink> lines = std::move(sink);
+        // On a terminal, `run` may draw live progress lines below the log.
+        if (auto progress = observability::stderr_progress(); progress->active()) {
+            lines = std::make_shared<ProgressAwareSink>(std::move(lines), std::move(progress));
+        }
+        logger = std::make_shared<spdlog::logger>("projectiond", std::move(lines));
     }
     logger->set_level(spdlog::level::from_str(level));
     logger->flush_on(spdlog::level::trace);
