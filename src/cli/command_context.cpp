@@ -25,7 +25,9 @@ config::Config load_configuration(const GlobalOptions& options, bool required) {
 store::Connection connect(const GlobalOptions& options, const config::Config& config) {
     const store::ConnectOptions connect_options = store::connect_options(config.database, options.database_url);
     try {
-        return store::Connection::open(connect_options);
+        store::Connection conn = store::Connection::open(connect_options);
+        conn.exec("SELECT set_config('jit', 'off', false)"); // short statements; JIT only slows them
+        return conn;
     } catch (const store::DatabaseError& error) {
         throw CommandError(exit_unavailable,
                            fmt::format("{} (database: {}); check that PostgreSQL is running and that "

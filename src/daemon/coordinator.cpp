@@ -223,6 +223,8 @@ void Coordinator::watch(store::Connection& conn) {
         spdlog::info("the store can be read again; processing resumes");
     }
     board_.publish(view);
+    spdlog::trace("watch: settled at position {}, {} newly settled{}", frontier.settled.position,
+                  frontier.newly_settled.size(), frontier.more ? " and more" : "");
     if (frontier.settled > watched_ || frontier.more) {
         supervisor_.for_each_active([&](projection::Runner& runner) {
             if (!runner.ownership()) {
@@ -232,6 +234,7 @@ void Coordinator::watch(store::Connection& conn) {
                                                              frontier.newly_settled.end(),
                                                              [&](const auto& e) { return runner.wants(e); });
             if (wanted) {
+                spdlog::trace("waking {}/{}", runner.key().projection, runner.key().partition);
                 runner.wake();
             }
         });

@@ -54,7 +54,11 @@ void configure_session(Connection& conn, const config::DatabaseSettings& setting
               "set_config('idle_in_transaction_session_timeout', $3, false), "
               "set_config('tcp_keepalives_idle', '5', false), set_config('tcp_keepalives_interval', '2', false), "
               "set_config('tcp_keepalives_count', '3', false), "
-              "set_config('client_connection_check_interval', '1000', false)",
+              "set_config('client_connection_check_interval', '1000', false), "
+              // Short, frequent statements: compiling them with JIT (when
+              // the planner's estimates cross jit_above_cost) costs far more
+              // than it saves, some 300 ms per watch of the store.
+              "set_config('jit', 'off', false)",
               {std::to_string(settings.statement_timeout.count()) + "ms",
                std::to_string(settings.lock_timeout.count()) + "ms",
                std::to_string(idle_in_transaction.count()) + "ms"});
