@@ -7,6 +7,7 @@
 #include "daemon/engine.hpp"
 #include "daemon/projection_setup.hpp"
 #include "store/checkpoints.hpp"
+#include "store/daemon_registry.hpp"
 
 #include <unistd.h>
 
@@ -17,7 +18,7 @@ namespace projectiond::bench {
 class InProcessDaemon {
 public:
     InProcessDaemon(const store::ConnectOptions& connect, const config::Config& config)
-        : engine_(daemon::EngineSettings{connect, config, store::DaemonIdentity{"bench", ::getpid(), "bench"}}) {
+        : engine_(daemon::EngineSettings{connect, config, store::this_machine("bench")}) {
         store::Connection conn = store::Connection::open(connect);
         for (const auto& projection : config.projections) {
             daemon::run_setup(conn, {&projection});

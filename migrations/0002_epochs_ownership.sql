@@ -119,6 +119,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS projection_dead_letters_event
 CREATE TABLE IF NOT EXISTS projectiond_daemons (
     daemon_id   bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     host        text        NOT NULL,
+    boot_id     text        NOT NULL DEFAULT '', -- the kernel's boot id: tells whether `pid` is comparable here
     pid         integer     NOT NULL,
     version     text        NOT NULL,
     projections text[]      NOT NULL DEFAULT '{}',

@@ -128,7 +128,7 @@ void Coordinator::main() noexcept {
                 return;
             }
             const auto delay = backoff.next();
-            spdlog::warn("coordinator: {}; retrying in {} ms", error.what(), delay.count());
+            spdlog::warn("database unavailable: {}; the coordinator reconnects in {} ms", error.what(), delay.count());
             pollfd fds{wake_fd_.get(), POLLIN, 0};
             ::poll(&fds, 1, static_cast<int>(delay.count()));
         }
@@ -248,7 +248,8 @@ void Coordinator::share(store::Connection& conn) {
         std::lock_guard lock(settings_mutex_);
         settings = settings_;
     }
-    const std::vector<std::string> names = supervisor_.projection_names();
+    const std::vector<std::string> names =
+        draining_ ? std::vector<std::string>{} : supervisor_.projection_names();
     const store::Rebalance result =
         store::rebalance(conn, *daemon_id_, settings.identity, names, settings.lease_timeout);
     if (result.lease_lost) {

@@ -53,6 +53,12 @@ public:
     // A reload changed the projections or settings: rebalance now.
     void reconfigure(CoordinatorSettings settings);
     void poke() noexcept;
+    // The daemon is stopping: claim nothing more (the partitions go back
+    // when finish() is called).
+    void drain() noexcept {
+        draining_ = true;
+        poke();
+    }
 
     // The daemon is registered and has handed out ownership once.
     bool ready() const noexcept { return ready_.load(); }
@@ -90,6 +96,7 @@ private:
     std::atomic<bool> stop_{false};
     std::atomic<bool> finish_{false};
     std::atomic<bool> poked_{false};
+    std::atomic<bool> draining_{false};
     std::atomic<Clock::rep> heartbeat_{Clock::now().time_since_epoch().count()};
     system::UniqueFd wake_fd_;
     store::Interrupt interrupt_;

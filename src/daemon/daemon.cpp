@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <future>
 #include <map>
@@ -41,11 +42,7 @@ constexpr int exit_unavailable = 69;
 constexpr int exit_config = 78;
 
 store::DaemonIdentity identity() {
-    char host[HOST_NAME_MAX + 1] = {};
-    if (gethostname(host, sizeof host - 1) != 0) {
-        host[0] = '\0';
-    }
-    return store::DaemonIdentity{host, static_cast<int>(getpid()), PROJECTIOND_VERSION};
+    return store::this_machine(PROJECTIOND_VERSION);
 }
 
 std::vector<const config::Projection*> all_of(const config::Config& config) {
@@ -104,7 +101,11 @@ public:
         interrupt_.fd = signals_.fd();
         interrupt_.give_up = [this] { return take_signals_while_starting(); };
         reload_interrupt_.fd = reload_interrupt_fd_.get();
-        reload_interrupt_.give_up = [] { return true; };
+        reload_interrupt_.give_up = [this] {
+            std::uint64_t count = 0;
+            [[maybe_unused]] const auto got = ::read(reload_interrupt_fd_.get(), &count, sizeof count);
+            return reload_cancelled_.load();
+        };
     }
 
     int run() {
@@ -286,7 +287,7 @@ private:
                 engine_->supervisor().log_progress(engine_->board().view().max_position);
             }
             if (!draining) {
-                notifier_.status(reload_ ? "reloading" : engine_->supervisor().summary(engine_->board().view().max_position));
+                notifier_.status(reload_ ? "reloading" : engine_->supervisor().summary(engine_->board().view().max_position, engine_->coordinator().database_up()));
                 continue;
             }
             if (engine_->supervisor().all_finished()) {
@@ -319,6 +320,7 @@ private:
         notifier_.status("stopping: letting in-flight batches commit");
         notifier_.extend_timeout(std::chrono::microseconds(5s));
         engine_->supervisor().request_all(projection::StopLevel::drain);
+        engine_->coordinator().drain();
     }
 
     // Staged reconfiguration (Kea): the new configuration is read, its setups
@@ -332,8 +334,7 @@ private:
         }
         notifier_.reloading();
         spdlog::info("SIGHUP received: reloading {}", options_.config_path);
-        std::uint64_t drained = 0;
-        [[maybe_unused]] const auto got = ::read(reload_interrupt_fd_.get(), &drained, sizeof drained);
+        reload_cancelled_ = false;
         reload_ = std::async(std::launch::async, [this, current = config_] { return prepare_reload(current); });
     }
 
@@ -367,6 +368,7 @@ private:
 
     void cancel_reload() {
         if (reload_) {
+            reload_cancelled_ = true;
             const std::uint64_t one = 1;
             [[maybe_unused]] const auto written = ::write(reload_interrupt_fd_.get(), &one, sizeof one);
             reload_->wait();
@@ -381,6 +383,7 @@ private:
         PreparedReload prepared = reload_->get();
         reload_.reset();
         if (prepared.interrupted) {
+            spdlog::info("reload abandoned: the daemon is stopping");
             return;
         }
         if (!prepared.next) {
@@ -422,6 +425,7 @@ private:
     std::optional<std::future<PreparedReload>> reload_;
     bool stop_requested_ = false;
     bool reload_pending_ = false;
+    std::atomic<bool> reload_cancelled_{false};
 };
 
 } // namespace

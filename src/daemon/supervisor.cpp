@@ -166,7 +166,10 @@ std::size_t Supervisor::runner_count() const {
     return active_.size();
 }
 
-std::string Supervisor::summary(std::int64_t max_position) const {
+std::string Supervisor::summary(std::int64_t max_position, bool database_up) const {
+    if (!database_up) {
+        return "waiting for database";
+    }
     struct Totals {
         bool failed = false, waiting_db = false, standby = true, starting = false, paused = false, blocked = false;
         bool behind_any = false;

@@ -56,7 +56,7 @@ public:
     // Every runner made progress or waited healthily within `limit`.
     bool all_alive(std::chrono::steady_clock::duration limit) const;
     // "3 projections: 2 caught up, 1 behind by 1532".
-    std::string summary(std::int64_t max_position) const;
+    std::string summary(std::int64_t max_position, bool database_up = true) const;
     // One line per projection that made progress since the last call:
     // events applied, rate, checkpoint, how far behind.
     void log_progress(std::int64_t max_position);

@@ -253,7 +253,7 @@ void Runner::main() noexcept {
             });
             const auto delay = reconnect.next();
             if (error.connection_lost()) {
-                spdlog::warn("database unavailable: {}; retrying in {} ms", error.what(), delay.count());
+                spdlog::warn("database unavailable: {}; reconnecting in {} ms", error.what(), delay.count());
             } else {
                 spdlog::error("{}; retrying in {} ms", describe(error), delay.count());
             }
@@ -274,7 +274,7 @@ void Runner::main() noexcept {
             s.state = RunnerState::stopped;
         }
     });
-    spdlog::debug("runner stopped");
+    spdlog::info("runner stopped");
     finished_ = true;
 }
 

@@ -3,6 +3,13 @@
 #include "store/migrations.hpp"
 #include "store/transaction.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <fstream>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -35,14 +42,45 @@ std::string session_name(std::int64_t daemon, std::string_view role) {
     return fmt::format("projectiond d{} {}", daemon, role).substr(0, 63);
 }
 
+DaemonIdentity this_machine(std::string version) {
+    DaemonIdentity identity;
+    char host[HOST_NAME_MAX + 1] = {};
+    if (gethostname(host, sizeof host - 1) == 0) {
+        identity.host = host;
+    }
+    identity.pid = static_cast<int>(getpid());
+    identity.version = std::move(version);
+    std::ifstream boot("/proc/sys/kernel/random/boot_id");
+    std::getline(boot, identity.boot_id);
+    return identity;
+}
+
 std::int64_t register_daemon(Connection& conn, const DaemonIdentity& identity,
                              const std::vector<std::string>& projections, std::chrono::milliseconds lease) {
+    Transaction tx(conn);
+    conn.exec(fmt::format("SELECT pg_advisory_xact_lock({}, {})", advisory_lock_namespace, rebalance_lock_key));
+    if (!identity.boot_id.empty()) {
+        const Result here = conn.exec(
+            "SELECT daemon_id, pid FROM projectiond_daemons WHERE host = $1 AND boot_id = $2 AND pid <> $3::integer",
+            {identity.host, identity.boot_id, std::to_string(identity.pid)});
+        for (int row = 0; row < here.rows(); ++row) {
+            const auto pid = static_cast<pid_t>(here.int64(row, 1));
+            if (::kill(pid, 0) != 0 && errno == ESRCH) {
+                conn.exec("UPDATE projection_checkpoints SET owner_daemon = NULL WHERE owner_daemon = $1::bigint",
+                          {std::string(here.text(row, 0))});
+                conn.exec("DELETE FROM projectiond_daemons WHERE daemon_id = $1::bigint", {std::string(here.text(row, 0))});
+                spdlog::info("daemon {} (pid {} on this machine) is gone: taking its partitions back now",
+                             here.text(row, 0), pid);
+            }
+        }
+    }
     const Result result = conn.exec(R"sql(
-INSERT INTO projectiond_daemons (host, pid, version, projections, lease_until)
-VALUES ($1, $2::integer, $3, $4::text[], clock_timestamp() + $5::interval)
+INSERT INTO projectiond_daemons (host, boot_id, pid, version, projections, lease_until)
+VALUES ($1, $2, $3::integer, $4, $5::text[], clock_timestamp() + $6::interval)
 RETURNING daemon_id)sql",
-                                    {identity.host, std::to_string(identity.pid), identity.version,
+                                    {identity.host, identity.boot_id, std::to_string(identity.pid), identity.version,
                                      text_array(projections), interval(lease)});
+    tx.commit();
     return result.int64(0, 0);
 }
 
@@ -77,7 +115,7 @@ RETURNING 1)sql",
         out.expired.push_back(expired.int64(row, 0));
     }
     const Result counts = conn.exec(R"sql(
-SELECT (SELECT count(*) FROM projectiond_daemons),
+SELECT (SELECT count(*) FROM projectiond_daemons WHERE cardinality(projections) > 0),
        count(*),
        count(*) FILTER (WHERE c.owner_daemon = $1::bigint)
   FROM projection_checkpoints c

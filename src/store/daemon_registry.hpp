@@ -20,10 +20,16 @@ struct DaemonIdentity {
     std::string host;
     int pid = 0;
     std::string version;
+    std::string boot_id; // /proc/sys/kernel/random/boot_id, empty when unknown
     std::string label() const { return host + " pid " + std::to_string(pid); }
 };
 
-// Adds this daemon with a fresh lease; returns its id.
+// Adds this daemon with a fresh lease; returns its id. Daemons registered
+// from this same machine (same host and boot) whose process no longer exists
+// (a kill -9 before a restart) are forgotten at once instead of after their
+// lease runs out, so a restarted daemon takes its partitions back without
+// waiting. Forgetting a live one by mistake would be safe (its commits are
+// fenced), only wasteful.
 std::int64_t register_daemon(Connection& conn, const DaemonIdentity& identity,
                              const std::vector<std::string>& projections, std::chrono::milliseconds lease);
 
@@ -52,6 +58,9 @@ struct Rebalance {
 // batch boundaries.
 Rebalance rebalance(Connection& conn, std::int64_t daemon, const DaemonIdentity& identity,
                     const std::vector<std::string>& projections, std::chrono::milliseconds lease);
+
+// This machine's identity for the registry.
+DaemonIdentity this_machine(std::string version);
 
 // Ends the sessions of expired daemons (best effort: it needs the right to
 // signal them), so that locks held by a frozen daemon's open transaction are

@@ -13,6 +13,17 @@ WITH h AS MATERIALIZED (
            pg_snapshot_xmin(pg_current_snapshot()) AS horizon,
            pg_snapshot_xmax(pg_current_snapshot()) AS next_xid
       FROM projectiond_store s),
+-- Computed once, each by one index probe (ORDER BY ... LIMIT 1 keeps the
+-- planner on the index whatever its estimates).
+flags AS MATERIALIZED (
+    SELECT EXISTS (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.horizon)
+                    ORDER BY p.store_epoch, p.transaction_id LIMIT 1) AS pending,
+           EXISTS (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.next_xid)
+                    ORDER BY p.store_epoch, p.transaction_id LIMIT 1)
+             OR EXISTS (SELECT 1 FROM projection_checkpoints c
+                         WHERE (c.cursor_store_epoch, c.cursor_transaction_id) >= (h.epoch, h.next_xid)) AS foreign,
+           (SELECT max(m.global_position) FROM events m) AS max_position
+      FROM h),
 last AS (
     SELECT e.store_epoch, e.transaction_id, e.global_position
       FROM events e, h
@@ -28,13 +39,10 @@ fresh AS (
      LIMIT $4::integer + 1)
 SELECT h.epoch, h.horizon::text,
        l.store_epoch, l.transaction_id::text, l.global_position,
-       (SELECT max(m.global_position) FROM events m),
-       EXISTS (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.horizon)),
-       EXISTS (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.next_xid))
-         OR EXISTS (SELECT 1 FROM projection_checkpoints c
-                     WHERE (c.cursor_store_epoch, c.cursor_transaction_id) >= (h.epoch, h.next_xid)),
+       g.max_position, g.pending, g.foreign,
        f.partition_hash, f.event_type, f.aggregate_type, f.bounded_context
   FROM h
+ CROSS JOIN flags g
   LEFT JOIN last l ON true
   LEFT JOIN fresh f ON true)sql",
                                     {since.epoch_text(), since.transaction_text(), since.position_text(),

@@ -33,7 +33,7 @@ bool runner_sessions_gone(const TestDatabase& db) {
     return wait_until(
         [&] {
             return db.number("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db.name() +
-                             "' AND application_name LIKE 'projectiond %/%'") == 0;
+                             "' AND application_name LIKE 'projectiond d% runner'") == 0;
         },
         15s);
 }
@@ -64,7 +64,12 @@ class Journal {
 public:
     Journal() {
         if (std::filesystem::exists("/run/systemd/journal/socket")) {
-            return;
+            if (run_command({"/usr/bin/pgrep", "-x", "systemd-journal"}).exit_code == 0) {
+                return; // a live journald: use it
+            }
+            // A socket left behind by a journald that is gone: lines sent to
+            // it would vanish and the test would prove nothing.
+            std::filesystem::remove("/run/systemd/journal/socket");
         }
         journald_ = std::make_unique<ChildProcess>(std::vector<std::string>{"/lib/systemd/systemd-journald"});
         REQUIRE(wait_until([] { return std::filesystem::exists("/run/systemd/journal/socket"); }, 10s));
@@ -208,7 +213,7 @@ projections:
 )";
         DaemonProcess daemon(db, before, {{"NOTIFY_SOCKET", notify.path()}});
         REQUIRE(notify.wait_for("READY=1", 30s));
-        REQUIRE(wait_until([&] { return contains(daemon.log(), "[drop/0] caught up"); }, 30s));
+        REQUIRE(caught_up(db, "drop"));
         daemon.config().write(R"(projections:
   - name: keep
     log: true
@@ -264,6 +269,7 @@ projections:
         DaemonProcess daemon(db, slow_config("0", 10), {{"NOTIFY_SOCKET", notify.path()}});
         REQUIRE(notify.wait_for("READY=1", 30s));
         REQUIRE(wait_until([&] { return db.number("SELECT count(*) FROM slow_seen") == 3; }, 30s));
+        ClusterBack cluster_back;
         stop_cluster();
         CHECK(notify.wait_for("STATUS=waiting for database", 30s));
         CHECK(daemon.process().running());
@@ -274,11 +280,8 @@ projections:
         CHECK(daemon.stop(SIGTERM) == 0);
     }
 
-    TEST_CASE("the journal gets PROJECTION=, PARTITION= and GLOBAL_POSITION= fields") {
-        if (::geteuid() != 0) {
-            WARN_MESSAGE(false, "not root: cannot start systemd-journald, journal test not run");
-            return;
-        }
+    // Starting systemd-journald needs root: without it the test is reported as skipped.
+    TEST_CASE("the journal gets PROJECTION=, PARTITION= and GLOBAL_POSITION= fields" * doctest::skip(::geteuid() != 0)) {
         Journal journal;
         TestDatabase db;
         append(db, 3);
@@ -293,7 +296,8 @@ projections:
         bool saw_event_line = false;
         for (const auto& entry : Journal::entries(name)) {
             CHECK(entry["SYSLOG_IDENTIFIER"] == "projectiond");
-            CHECK(entry["PARTITION"] == "0");
+            // A runner's lines name its partition; the per-projection summaries name none.
+            CHECK(entry.value("PARTITION", "0") == "0");
             CHECK(entry.contains("PRIORITY"));
             const std::string message = entry["MESSAGE"];
             if (contains(message, "✓ Processed event #1")) {
@@ -306,11 +310,8 @@ projections:
         CHECK(daemon.errors().empty());
     }
 
-    TEST_CASE("--log-target auto writes to the journal when JOURNAL_STREAM names stderr") {
-        if (::geteuid() != 0) {
-            WARN_MESSAGE(false, "not root: cannot start systemd-journald, journal test not run");
-            return;
-        }
+    TEST_CASE("--log-target auto writes to the journal when JOURNAL_STREAM names stderr" *
+              doctest::skip(::geteuid() != 0)) {
         Journal journal;
         TestDatabase db;
         append(db, 1);

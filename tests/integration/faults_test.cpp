@@ -55,6 +55,7 @@ TEST_SUITE("faults") {
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(wait_until([&] { return checkpoint(db, "counter") > 5000; }, 60s));
 
+        ClusterBack cluster_back;
         stop_cluster(); // a clean restart
         start_cluster();
         REQUIRE(wait_until([&] { return checkpoint(db, "counter") > 15000; }, 60s));

@@ -213,7 +213,7 @@ TEST_SUITE("store") {
         store::Connection conn = db.connect();
         store::append_demo_events(conn, 5, "User", "Identity");
         store::register_projection(conn, "p", 1);
-        const store::DaemonIdentity me{"host", 1, "test"};
+        const store::DaemonIdentity me{"host", 1, "test", ""};
         const auto daemon = store::register_daemon(conn, me, {"p"}, 20s);
         const auto owned = store::rebalance(conn, daemon, me, {"p"}, 20s);
         REQUIRE(owned.owned.size() == 1);
@@ -267,7 +267,7 @@ TEST_SUITE("store") {
         conn.exec(to_end);
         const auto last = db.number("SELECT max(global_position) FROM events");
 
-        const store::DaemonIdentity me{"host", 1, "test"};
+        const store::DaemonIdentity me{"host", 1, "test", ""};
         const auto daemon = store::register_daemon(conn, me, {"p"}, 20s);
         REQUIRE(store::rebalance(conn, daemon, me, {"p"}, 20s).owned.size() == 1);
         CHECK(store::read_progress(conn).partitions.at(0).running);

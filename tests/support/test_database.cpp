@@ -53,6 +53,26 @@ void stop_cluster(bool immediate) {
 void start_cluster() {
     run_pg_ctl("start");
 }
+void ensure_cluster_running() {
+    const char* pgctl = std::getenv("PROJECTIOND_TEST_PGCTL");
+    const char* pgdata = std::getenv("PROJECTIOND_TEST_PGDATA");
+    if (pgctl == nullptr || pgdata == nullptr) {
+        return;
+    }
+    const std::string status = fmt::format("'{}' -D '{}' status >/dev/null 2>&1", pgctl, pgdata);
+    if (std::system(status.c_str()) != 0) {
+        start_cluster();
+    }
+}
+
+ClusterBack::~ClusterBack() {
+    try {
+        ensure_cluster_running();
+    } catch (...) {
+        // The next test reports the outage itself.
+    }
+}
+
 void reload_cluster() {
     run_pg_ctl("reload");
 }

@@ -35,6 +35,16 @@ bool cluster_available();
 // immediate stop is a crash: no checkpoint, recovery at the next start.
 void stop_cluster(bool immediate = false);
 void start_cluster();
+// Starts the server unless it runs.
+void ensure_cluster_running();
+// Brings the server back when it goes out of scope, so that a test that
+// stopped it and then failed does not take the next tests down with it.
+struct ClusterBack {
+    ClusterBack() = default;
+    ClusterBack(const ClusterBack&) = delete;
+    ClusterBack& operator=(const ClusterBack&) = delete;
+    ~ClusterBack();
+};
 // Re-reads pg_hba.conf and postgresql.conf.
 void reload_cluster();
 // The cluster's data directory (for pg_hba.conf).
