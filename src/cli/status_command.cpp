@@ -1,7 +1,7 @@
 #include "cli/command_context.hpp"
 #include "cli/commands.hpp"
 #include "cli/exit_codes.hpp"
-#include "cli/status_report.hpp"
+#include "observability/status_report.hpp"
 #include "store/progress.hpp"
 
 #include <signal.h>
@@ -16,7 +16,23 @@
 
 namespace projectiond::cli {
 
+using observability::any_failed;
+using observability::render_status_json;
+using observability::render_status_text;
+
 namespace {
+
+// The entries `status` shows; an unknown name is a usage error.
+std::vector<observability::StatusEntry> selected(const store::StoreProgress& progress, const config::Config& config,
+                                                 const std::vector<std::string>& names) {
+    std::vector<std::string> unknown;
+    auto entries = observability::status_entries(progress, config, names, &unknown);
+    if (!unknown.empty()) {
+        throw CommandError(exit_usage, fmt::format("no projection named '{}' in {} or in the database", unknown.front(),
+                                                   config.source));
+    }
+    return entries;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -59,7 +75,7 @@ int watch(const GlobalOptions& options, const StatusOptions& status, const confi
         try {
             store::Connection conn = connect(options, config);
             const store::StoreProgress progress = store::read_progress(conn);
-            const auto entries = status_entries(progress, config, status.names);
+            const auto entries = selected(progress, config, status.names);
             any_failure = any_failed(entries);
             const auto now = Clock::now();
             screen = render_status_text(progress, entries);
@@ -111,7 +127,7 @@ int run_status(const GlobalOptions& options, const StatusOptions& status) {
     store::Connection conn = connect(options, config);
     require_current_schema(conn);
     const store::StoreProgress progress = store::read_progress(conn);
-    const auto entries = status_entries(progress, config, status.names);
+    const auto entries = selected(progress, config, status.names);
     if (status.json) {
         fmt::print("{}\n",
                    render_status_json(progress, entries).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));

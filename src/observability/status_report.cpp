@@ -1,6 +1,4 @@
-#include "cli/status_report.hpp"
-
-#include "cli/exit_codes.hpp"
+#include "observability/status_report.hpp"
 
 #include <algorithm>
 #include <map>
@@ -8,7 +6,7 @@
 
 #include <fmt/format.h>
 
-namespace projectiond::cli {
+namespace projectiond::observability {
 
 namespace {
 
@@ -73,7 +71,7 @@ bool any_failed(const std::vector<StatusEntry>& entries) {
 }
 
 std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, const config::Config& config,
-                                        const std::vector<std::string>& names) {
+                                        const std::vector<std::string>& names, std::vector<std::string>* unknown) {
     std::map<std::pair<std::string, int>, StatusEntry> entries;
     for (const auto& projection : config.projections) {
         for (int partition = 0; partition < projection.partitions; ++partition) {
@@ -102,9 +100,8 @@ std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, co
         }
     }
     for (const auto& name : wanted) {
-        if (!found.contains(name)) {
-            throw CommandError(exit_usage,
-                               fmt::format("no projection named '{}' in {} or in the database", name, config.source));
+        if (!found.contains(name) && unknown != nullptr) {
+            unknown->push_back(name);
         }
     }
     return out;
@@ -213,4 +210,4 @@ nlohmann::json render_status_json(const store::StoreProgress& progress, const st
             {"daemons", std::move(daemons)}};
 }
 
-} // namespace projectiond::cli
+} // namespace projectiond::observability
