@@ -17,8 +17,10 @@ constexpr std::string_view how = "write HOST:PORT, e.g. 127.0.0.1:9543, \"[::1]:
 std::uint16_t port_of(std::string_view text) {
     unsigned value = 0;
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (text.empty() || error != std::errc() || end != text.data() + text.size() || value < 1 || value > 65535) {
-        throw std::invalid_argument(fmt::format("the port must be a number from 1 to 65535, not '{}'", text));
+    if (text.empty() || error != std::errc() || end != text.data() + text.size() || value > 65535) {
+        throw std::invalid_argument(fmt::format("the port must be a number from 1 to 65535 (or 0 for any free "
+                                                "one, which the log names), not '{}'",
+                                                text));
     }
     return static_cast<std::uint16_t>(value);
 }
@@ -47,6 +49,11 @@ bool is_host_name(std::string_view name) {
 }
 
 } // namespace
+
+std::string to_string(const ListenAddress& address) {
+    return address.host.find(':') != std::string::npos ? fmt::format("[{}]:{}", address.host, address.port)
+                                                         : fmt::format("{}:{}", address.host, address.port);
+}
 
 ListenAddress parse_listen_address(std::string_view text) {
     if (text.empty()) {

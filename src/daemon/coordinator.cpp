@@ -3,6 +3,7 @@
 #include "store/connect.hpp"
 #include "store/database_error.hpp"
 #include "store/frontier.hpp"
+#include "store/horizon_holder.hpp"
 #include "system/backoff.hpp"
 
 #include <poll.h>
@@ -25,6 +26,17 @@ using namespace std::chrono_literals;
 constexpr auto watch_interval = 100ms;
 constexpr auto share_interval = 1s;
 constexpr auto subscription_interval = 5s;
+// How often the progress of every partition (lag in events and seconds) is
+// sampled for /status, /health and the metrics.
+constexpr auto sample_interval = 5s;
+// A transaction holding events back is named in the log at most this often.
+constexpr auto holder_warning_interval = 60s;
+
+struct KeyOrder {
+    bool operator()(const store::PartitionKey& a, const store::PartitionKey& b) const {
+        return std::tie(a.projection, a.generation, a.partition) < std::tie(b.projection, b.generation, b.partition);
+    }
+};
 // How many newly settled events one watch routes to the runners that want
 // them; beyond that every owning runner is simply woken.
 constexpr int routed_events = 1000;
@@ -47,8 +59,8 @@ std::string text_array(const std::vector<std::string>& values) {
 } // namespace
 
 Coordinator::Coordinator(CoordinatorSettings settings, Supervisor& supervisor, store::ConnectionPool& pool,
-                         projection::FrontierBoard& board)
-    : settings_(std::move(settings)), supervisor_(supervisor), pool_(pool), board_(board),
+                         projection::FrontierBoard& board, observability::Metrics* metrics)
+    : settings_(std::move(settings)), supervisor_(supervisor), pool_(pool), board_(board), metrics_(metrics),
       wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (!wake_fd_) {
         throw std::system_error(errno, std::generic_category(), "eventfd");
@@ -114,6 +126,9 @@ void Coordinator::main() noexcept {
             conn.set_interrupt(nullptr); // see session(): only its waits are interruptible
             store::configure_session(conn, settings.database, settings.lease_timeout);
             database_up_ = true;
+            if (metrics_ != nullptr) {
+                metrics_->set_database_up(true);
+            }
             backoff.reset();
             session(conn);
             return;
@@ -121,6 +136,9 @@ void Coordinator::main() noexcept {
             return;
         } catch (const std::exception& error) {
             database_up_ = false;
+            if (metrics_ != nullptr) {
+                metrics_->set_database_up(false);
+            }
             if (stopping()) {
                 spdlog::warn("could not give this daemon's partitions back ({}); the other daemons take them over "
                              "when its lease runs out",
@@ -182,6 +200,10 @@ void Coordinator::session(store::Connection& conn) {
             }
         }
         watch(conn);
+        if (now >= next_sample_) {
+            next_sample_ = now + sample_interval;
+            sample(conn);
+        }
         // Only this wait is interruptible: the queries above are short and
         // bounded by statement_timeout, and an interrupted query would leave
         // the session unusable for giving the partitions back.
@@ -223,6 +245,7 @@ void Coordinator::watch(store::Connection& conn) {
         spdlog::info("the store can be read again; processing resumes");
     }
     board_.publish(view);
+    watch_watermark(conn, frontier.pending);
     spdlog::trace("watch: settled at position {}, {} newly settled{}", frontier.settled.position,
                   frontier.newly_settled.size(), frontier.more ? " and more" : "");
     if (frontier.settled > watched_ || frontier.more) {
@@ -349,6 +372,69 @@ void Coordinator::obey_controls(store::Connection& conn) {
             runner.retry_failure();
         }
     });
+}
+
+} // namespace projectiond::daemon
+
+namespace projectiond::daemon {
+
+void Coordinator::sample(store::Connection& conn) {
+    store::StoreProgress progress = store::read_progress(conn);
+    if (metrics_ != nullptr) {
+        // Only the partitions this daemon runs a runner for have series here.
+        std::map<store::PartitionKey, const store::PartitionProgress*, KeyOrder> sampled;
+        for (const auto& p : progress.partitions) {
+            sampled.emplace(store::PartitionKey{p.projection, p.generation, p.partition}, &p);
+        }
+        supervisor_.for_each_active([&](projection::Runner& runner) {
+            const auto it = sampled.find(runner.key());
+            if (it != sampled.end()) {
+                const auto& p = *it->second;
+                metrics_->partition(p.projection, p.partition)
+                    .set_lag(p.remaining, std::chrono::duration<double>(p.remaining == 0 ? 0.0 : p.lag_seconds));
+            }
+        });
+    }
+    progress_.publish(std::move(progress));
+}
+
+void Coordinator::watch_watermark(store::Connection& conn, bool pending) {
+    const auto now = Clock::now();
+    if (!pending) {
+        pending_since_.reset();
+        if (metrics_ != nullptr) {
+            metrics_->set_watermark_held(std::chrono::duration<double>(0));
+        }
+        return;
+    }
+    if (!pending_since_) {
+        pending_since_ = now;
+    }
+    const auto held = now - *pending_since_;
+    if (metrics_ != nullptr) {
+        metrics_->set_watermark_held(held);
+    }
+    CoordinatorSettings settings;
+    {
+        std::lock_guard lock(settings_mutex_);
+        settings = settings_;
+    }
+    if (held < settings.watermark_warn_after) {
+        return;
+    }
+    const auto holder = store::horizon_holder(conn);
+    if (!holder) {
+        return;
+    }
+    auto& warned = holders_warned_[holder->transaction_id];
+    if (warned != Clock::time_point{} && now - warned < holder_warning_interval) {
+        return;
+    }
+    warned = now;
+    std::erase_if(holders_warned_, [&](const auto& entry) { return now - entry.second > 10 * holder_warning_interval; });
+    spdlog::warn("committed events have waited {:.0f} s behind an open transaction, which projections cannot pass "
+                 "until it ends: {}",
+                 std::chrono::duration<double>(held).count(), holder->describe());
 }
 
 } // namespace projectiond::daemon

@@ -17,10 +17,13 @@
 #include "projection/frontier_board.hpp"
 #include "store/connection_pool.hpp"
 #include "store/daemon_registry.hpp"
+#include "store/progress.hpp"
+#include "observability/metrics.hpp"
 #include "system/unique_fd.hpp"
 
 #include <atomic>
 #include <map>
+#include <memory>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -33,6 +36,27 @@ struct CoordinatorSettings {
     config::DatabaseSettings database;
     std::chrono::milliseconds lease_timeout{20000};
     store::DaemonIdentity identity;
+    std::chrono::milliseconds watermark_warn_after{10000};
+};
+
+// The progress of every partition as the coordinator last sampled it (every
+// few seconds): what /status, /health and the lag metrics read, so that a
+// scrape never queries the database.
+class ProgressBoard {
+public:
+    std::shared_ptr<const store::StoreProgress> latest() const {
+        std::lock_guard lock(mutex_);
+        return latest_;
+    }
+    void publish(store::StoreProgress progress) {
+        auto shared = std::make_shared<const store::StoreProgress>(std::move(progress));
+        std::lock_guard lock(mutex_);
+        latest_ = std::move(shared);
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::shared_ptr<const store::StoreProgress> latest_;
 };
 
 class Coordinator {
@@ -40,7 +64,7 @@ public:
     using Clock = std::chrono::steady_clock;
 
     Coordinator(CoordinatorSettings settings, Supervisor& supervisor, store::ConnectionPool& pool,
-                projection::FrontierBoard& board);
+                projection::FrontierBoard& board, observability::Metrics* metrics = nullptr);
     Coordinator(const Coordinator&) = delete;
     Coordinator& operator=(const Coordinator&) = delete;
     // Stops the thread; deregisters the daemon if finish() was not called.
@@ -63,6 +87,7 @@ public:
     // The daemon is registered and has handed out ownership once.
     bool ready() const noexcept { return ready_.load(); }
     bool database_up() const noexcept { return database_up_.load(); }
+    const ProgressBoard& progress() const noexcept { return progress_; }
     Clock::time_point last_beat() const noexcept {
         return Clock::time_point(Clock::duration(heartbeat_.load(std::memory_order_relaxed)));
     }
@@ -73,6 +98,8 @@ private:
     void watch(store::Connection& conn);
     void share(store::Connection& conn);
     void obey_controls(store::Connection& conn);
+    void sample(store::Connection& conn);
+    void watch_watermark(store::Connection& conn, bool pending);
     void register_daemon(store::Connection& conn);
     void beat() noexcept { heartbeat_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
     bool stopping() const noexcept { return stop_.load(); }
@@ -82,12 +109,17 @@ private:
     Supervisor& supervisor_;
     store::ConnectionPool& pool_;
     projection::FrontierBoard& board_;
+    observability::Metrics* metrics_;
+    ProgressBoard progress_;
 
     std::optional<std::int64_t> daemon_id_;
     store::Cursor watched_; // the settled point the last watch saw
     std::optional<std::string> subscription_;
     Clock::time_point next_share_{};
     Clock::time_point next_subscription_check_{};
+    Clock::time_point next_sample_{};
+    std::optional<Clock::time_point> pending_since_; // committed events have waited since
+    std::map<std::uint64_t, Clock::time_point> holders_warned_; // transaction -> last warning
     std::map<std::string, std::string> resumed_seen_;
     int last_granted_ = -1;
 

@@ -3,6 +3,9 @@
 #include "build_config.hpp"
 #include "config/loader.hpp"
 #include "daemon/engine.hpp"
+#include "observability/http_server.hpp"
+#include "observability/progress_display.hpp"
+#include "observability/status_report.hpp"
 #include "daemon/projection_setup.hpp"
 #include "daemon/signals.hpp"
 #include "daemon/supervisor.hpp"
@@ -25,6 +28,9 @@
 #include <climits>
 #include <future>
 #include <map>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -122,12 +128,129 @@ public:
             engine_->supervisor().start(projection, generations.at(projection.name));
         }
         engine_->start_coordinator();
-        return main_loop();
+        set_shared_config(config_);
+        if (config_.http.listen) {
+            try {
+                http_ = std::make_unique<observability::HttpServer>(*config_.http.listen, http_endpoints());
+                spdlog::info("serving /metrics, /health and /status on http://{}", http_->address());
+            } catch (const std::exception& error) {
+                spdlog::error("{} (http.listen in {}); not starting", error.what(), config_.source);
+                return exit_config;
+            }
+        }
+        const int code = main_loop();
+        progress_->clear();
+        return code;
     }
 
 private:
     store::ConnectOptions connect(const config::Config& config) const {
         return store::connect_options(config.database, options_.database_url);
+    }
+
+    void set_shared_config(const config::Config& config) {
+        auto shared = std::make_shared<const config::Config>(config);
+        std::lock_guard lock(shared_config_mutex_);
+        shared_config_ = std::move(shared);
+    }
+    std::shared_ptr<const config::Config> shared_config() const {
+        std::lock_guard lock(shared_config_mutex_);
+        return shared_config_;
+    }
+
+    // What the HTTP endpoints answer: read from what the runners and the
+    // coordinator already hold, never from the database.
+    observability::HttpEndpoints http_endpoints() {
+        return observability::HttpEndpoints{
+            [this] { return engine_->metrics().text(); },
+            [this] { return health(); },
+            [this] { return status_document(); },
+        };
+    }
+
+    std::string status_document() const {
+        const auto progress = engine_->coordinator().progress().latest();
+        if (!progress) {
+            return nlohmann::json{{"projections", nlohmann::json::array()}, {"sampled", false}}.dump();
+        }
+        const auto config = shared_config();
+        nlohmann::json document =
+            observability::render_status_json(*progress, observability::status_entries(*progress, *config, {}));
+        document["sampled"] = true;
+        return document.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+
+    // 200 when every configured projection runs or stands by healthily; 503
+    // naming each problem otherwise.
+    std::pair<int, std::string> health() const {
+        nlohmann::json problems = nlohmann::json::array();
+        if (!engine_->coordinator().database_up()) {
+            problems.push_back({{"problem", "database unreachable"}});
+        }
+        const auto config = shared_config();
+        const auto limit = stall_limit();
+        const auto now = Clock::now();
+        engine_->supervisor().for_each_active([&](projection::Runner& runner) {
+            const auto snapshot = runner.health().snapshot();
+            const auto& key = runner.key();
+            if (snapshot.state == projection::RunnerState::failed) {
+                problems.push_back({{"projection", key.projection},
+                                    {"partition", key.partition},
+                                    {"problem", "failed"},
+                                    {"position", snapshot.failed_position ? nlohmann::json(*snapshot.failed_position)
+                                                                          : nlohmann::json(nullptr)},
+                                    {"error", snapshot.error.value_or("")}});
+            } else if (snapshot.state == projection::RunnerState::blocked) {
+                problems.push_back({{"projection", key.projection},
+                                    {"partition", key.partition},
+                                    {"problem", "blocked"},
+                                    {"error", snapshot.error.value_or("")}});
+            } else if (now - runner.health().last_beat() > limit) {
+                problems.push_back({{"projection", key.projection},
+                                    {"partition", key.partition},
+                                    {"problem", "wedged"},
+                                    {"silent_seconds",
+                                     std::chrono::duration<double>(now - runner.health().last_beat()).count()}});
+            }
+        });
+        if (config->health.max_lag) {
+            if (const auto progress = engine_->coordinator().progress().latest()) {
+                const double max_lag = std::chrono::duration<double>(*config->health.max_lag).count();
+                for (const auto& p : progress->partitions) {
+                    if (config->find(p.projection) != nullptr && p.remaining > 0 && p.lag_seconds > max_lag) {
+                        problems.push_back({{"projection", p.projection},
+                                            {"partition", p.partition},
+                                            {"problem", "lagging"},
+                                            {"lag_seconds", p.lag_seconds},
+                                            {"max_lag_seconds", max_lag}});
+                    }
+                }
+            }
+        }
+        const bool healthy = problems.empty();
+        nlohmann::json body = {{"status", healthy ? "ok" : "unhealthy"}, {"problems", std::move(problems)}};
+        return {healthy ? 200 : 503, body.dump()};
+    }
+
+    // The live lines of a terminal: each owned partition still catching up.
+    void draw_progress() {
+        if (!progress_->active()) {
+            return;
+        }
+        const std::int64_t end = engine_->board().view().max_position;
+        std::vector<observability::ProgressLine> lines;
+        engine_->supervisor().for_each_active([&](projection::Runner& runner) {
+            const auto snapshot = runner.health().snapshot();
+            if (snapshot.owned && snapshot.state == projection::RunnerState::catching_up &&
+                snapshot.last_global_position < end) {
+                const auto& key = runner.key();
+                lines.push_back({runner.projection().partitions > 1
+                                     ? fmt::format("{}/{}", key.projection, key.partition)
+                                     : key.projection,
+                                 snapshot.last_global_position, end});
+            }
+        });
+        progress_->update(lines);
     }
 
     // While starting, a TERM or INT ends the start; a HUP is noted for later.
@@ -221,6 +344,7 @@ private:
         Clock::time_point next_ping = Clock::now();
         Clock::time_point next_extend = Clock::now();
         Clock::time_point next_progress_log = Clock::now() + config_.daemon.log_interval;
+        Clock::time_point next_draw = Clock::now();
         const auto ping_interval = notifier_.watchdog_interval();
         if (stop_requested_) {
             begin_drain(draining, drain_deadline);
@@ -282,6 +406,10 @@ private:
                     wedge_reported = true;
                 }
             }
+            if (now >= next_draw) {
+                next_draw = now + 1s;
+                draw_progress();
+            }
             if (now >= next_progress_log) {
                 next_progress_log = now + config_.daemon.log_interval;
                 engine_->supervisor().log_progress(engine_->board().view().max_position);
@@ -336,6 +464,23 @@ private:
         spdlog::info("SIGHUP received: reloading {}", options_.config_path);
         reload_cancelled_ = false;
         reload_ = std::async(std::launch::async, [this, current = config_] { return prepare_reload(current); });
+    }
+
+    // A changed http.listen: the new server replaces the old one only once it
+    // listens; a failure keeps the old one (and says so).
+    void reopen_http(const config::Config& next) {
+        if (!next.http.listen) {
+            http_.reset();
+            spdlog::info("no longer serving HTTP (http.listen removed)");
+            return;
+        }
+        try {
+            auto server = std::make_unique<observability::HttpServer>(*next.http.listen, http_endpoints());
+            http_ = std::move(server);
+            spdlog::info("serving /metrics, /health and /status on http://{}", http_->address());
+        } catch (const std::exception& error) {
+            spdlog::error("{}; keeping the HTTP server as it was", error.what());
+        }
     }
 
     PreparedReload prepare_reload(const config::Config& current) {
@@ -404,6 +549,10 @@ private:
             engine_->supervisor().start(*projection, prepared.generations.at(projection->name));
         }
         engine_->coordinator().reconfigure(coordinator_settings(connect(next), next, identity()));
+        if (next.http.listen != config_.http.listen) {
+            reopen_http(next);
+        }
+        set_shared_config(next);
         spdlog::info("reloaded: {} added, {} changed (restarted), {} removed, {} unchanged", plan.added, plan.changed,
                      plan.removed, plan.unchanged.size());
         config_ = std::move(next);
@@ -419,6 +568,11 @@ private:
     ShutdownSignals signals_; // blocks TERM/INT/HUP before any other thread starts
     systemd::Notifier notifier_;
     std::unique_ptr<Engine> engine_;
+    mutable std::mutex shared_config_mutex_;
+    std::shared_ptr<const config::Config> shared_config_; // what the HTTP thread reads
+    std::shared_ptr<observability::ProgressDisplay> progress_ = observability::stderr_progress();
+    // Declared last: stopped first, before anything its endpoints read.
+    std::unique_ptr<observability::HttpServer> http_;
     store::Interrupt interrupt_;
     system::UniqueFd reload_interrupt_fd_;
     store::Interrupt reload_interrupt_;

@@ -20,14 +20,15 @@ store::PoolOptions pool_options(const store::ConnectOptions& connect, const conf
 
 CoordinatorSettings coordinator_settings(const store::ConnectOptions& connect, const config::Config& config,
                                          const store::DaemonIdentity& identity) {
-    return CoordinatorSettings{connect, config.database, config.daemon.lease_timeout, identity};
+    return CoordinatorSettings{connect, config.database, config.daemon.lease_timeout, identity,
+                               config.daemon.watermark_warn_after};
 }
 
 Engine::Engine(const EngineSettings& settings)
-    : pool_(pool_options(settings.connect, settings.config)),
-      supervisor_(projection::RunnerServices{&pool_, &board_}),
+    : metrics_(settings.identity.version), pool_(pool_options(settings.connect, settings.config)),
+      supervisor_(projection::RunnerServices{&pool_, &board_, &metrics_}),
       coordinator_(coordinator_settings(settings.connect, settings.config, settings.identity), supervisor_, pool_,
-                   board_) {}
+                   board_, &metrics_) {}
 
 void Engine::drain_and_stop() {
     supervisor_.request_all(projection::StopLevel::drain);

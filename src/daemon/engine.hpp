@@ -7,6 +7,7 @@
 #include "config/config.hpp"
 #include "daemon/coordinator.hpp"
 #include "daemon/supervisor.hpp"
+#include "observability/metrics.hpp"
 #include "projection/frontier_board.hpp"
 #include "store/connection_pool.hpp"
 
@@ -39,6 +40,7 @@ public:
     void drain_and_stop();
 
     store::ConnectionPool& pool() noexcept { return pool_; }
+    observability::Metrics& metrics() noexcept { return metrics_; }
     projection::FrontierBoard& board() noexcept { return board_; }
     Supervisor& supervisor() noexcept { return supervisor_; }
     const Supervisor& supervisor() const noexcept { return supervisor_; }
@@ -51,6 +53,7 @@ public:
 private:
     // Declaration order is construction order; destruction stops the
     // coordinator before the runners, and the runners before the pool.
+    observability::Metrics metrics_;
     store::ConnectionPool pool_;
     projection::FrontierBoard board_;
     Supervisor supervisor_;

@@ -98,6 +98,19 @@ void Supervisor::reap() {
             services_.pool->retire_statements(runner->statement_prefix());
         }
     }
+    // A projection removed by a reload: its series disappear once none of
+    // its runners is left (a changed one keeps them, counters included).
+    if (services_.metrics != nullptr) {
+        for (const auto& runner : done) {
+            const std::string& name = runner->projection().name;
+            std::lock_guard lock(mutex_);
+            const auto same = [&](const auto& r) { return r->projection().name == name; };
+            if (std::none_of(active_.begin(), active_.end(), same) &&
+                std::none_of(retiring_.begin(), retiring_.end(), same)) {
+                services_.metrics->remove_projection(name);
+            }
+        }
+    }
 }
 
 bool Supervisor::all_finished() const {

@@ -155,7 +155,7 @@ HttpServer::~HttpServer() = default;
 std::string HttpServer::address() const {
     ListenAddress bound = listen_;
     bound.port = port_;
-    return bound.to_string();
+    return config::to_string(bound);
 }
 
 } // namespace projectiond::observability

@@ -16,11 +16,6 @@ namespace projectiond::observability {
 
 namespace {
 
-std::invalid_argument bad_address(std::string_view text, std::string_view why) {
-    return std::invalid_argument(
-        fmt::format("invalid listen address '{}': {} (expected HOST:PORT, [IPv6]:PORT or :PORT)", text, why));
-}
-
 struct AddrinfoDeleter {
     void operator()(addrinfo* list) const noexcept { freeaddrinfo(list); }
 };
@@ -28,51 +23,8 @@ using AddrinfoList = std::unique_ptr<addrinfo, AddrinfoDeleter>;
 
 } // namespace
 
-std::string ListenAddress::to_string() const {
-    if (host.find(':') != std::string::npos) {
-        return fmt::format("[{}]:{}", host, port);
-    }
-    return fmt::format("{}:{}", host, port);
-}
-
-ListenAddress parse_listen_address(std::string_view text) {
-    ListenAddress address;
-    std::string_view port_text;
-    if (text.starts_with('[')) {
-        const auto close = text.find(']');
-        if (close == std::string_view::npos) {
-            throw bad_address(text, "missing ']'");
-        }
-        address.host = std::string(text.substr(1, close - 1));
-        if (address.host.empty()) {
-            throw bad_address(text, "empty IPv6 address");
-        }
-        if (close + 1 >= text.size() || text[close + 1] != ':') {
-            throw bad_address(text, "missing ':PORT' after ']'");
-        }
-        port_text = text.substr(close + 2);
-    } else {
-        const auto colon = text.rfind(':');
-        if (colon == std::string_view::npos) {
-            throw bad_address(text, "missing ':PORT'");
-        }
-        address.host = std::string(text.substr(0, colon));
-        if (address.host.find(':') != std::string::npos) {
-            throw bad_address(text, "an IPv6 address needs brackets");
-        }
-        port_text = text.substr(colon + 1);
-    }
-    unsigned port = 0;
-    const auto [end, error] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (port_text.empty() || error != std::errc() || end != port_text.data() + port_text.size() || port > 65535) {
-        throw bad_address(text, fmt::format("port '{}' is not a number from 0 to 65535", port_text));
-    }
-    address.port = static_cast<std::uint16_t>(port);
-    return address;
-}
-
 system::UniqueFd listen_on(const ListenAddress& address, int backlog) {
-    const std::string where = address.to_string();
+    const std::string where = config::to_string(address);
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;

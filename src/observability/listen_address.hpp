@@ -1,6 +1,7 @@
 #pragma once
-// `http.listen`'s HOST:PORT, and the listening socket made from it.
+// The listening socket made from `http.listen` (parsed by config/listen_address).
 
+#include "config/listen_address.hpp"
 #include "system/unique_fd.hpp"
 
 #include <cstdint>
@@ -9,17 +10,8 @@
 
 namespace projectiond::observability {
 
-struct ListenAddress {
-    std::string host; // an IPv4 or IPv6 address (without brackets), a host name, or empty for every interface
-    std::uint16_t port = 0;
-
-    // As written in the configuration: "127.0.0.1:9187", "[::1]:9187", ":9187".
-    std::string to_string() const;
-};
-
-// Accepts HOST:PORT, [IPv6]:PORT and :PORT; port 0 asks the kernel for a free
-// one. Throws std::invalid_argument naming what is wrong.
-ListenAddress parse_listen_address(std::string_view text);
+using config::ListenAddress;
+using config::parse_listen_address;
 
 // A socket bound to `address` and listening. A host name is resolved and the
 // first of its addresses that can be bound is used. Throws std::runtime_error

@@ -153,6 +153,10 @@ std::string render_status_text(const store::StoreProgress& progress, const std::
             out += fmt::format("Run by: {}\n", *p.owner);
         }
     }
+    if (progress.waiting_for) {
+        out += fmt::format("\nWaiting for: {} (committed events have waited {:.0f} s behind it)\n",
+                           progress.waiting_for->describe(), progress.waiting_for->events_waiting_seconds);
+    }
     if (!progress.daemons.empty()) {
         out += fmt::format("\nDaemons sharing the work: {}\n", progress.daemons.size());
         for (const auto& daemon : progress.daemons) {
@@ -179,6 +183,7 @@ nlohmann::json render_status_json(const store::StoreProgress& progress, const st
             {"total_events", progress.total_events},
             {"behind", started ? p.remaining : progress.total_events},
             {"behind_estimated", started ? p.remaining_estimated : progress.total_estimated},
+            {"lag_seconds", p.lag_seconds},
             {"percent_complete", started ? percent_complete(progress, p) : 0.0},
             {"status", phase_name(phase)},
             {"state", p.state},
@@ -203,7 +208,25 @@ nlohmann::json render_status_json(const store::StoreProgress& progress, const st
                            {"lease_seconds_left", daemon.lease_left_seconds},
                            {"partitions", daemon.owned}});
     }
+    nlohmann::json waiting = nullptr;
+    if (const auto& holder = progress.waiting_for) {
+        const auto optional = [](const auto& value) { return value ? nlohmann::json(*value) : nlohmann::json(nullptr); };
+        waiting = {{"transaction_id", holder->transaction_id},
+                   {"events_waiting_seconds", holder->events_waiting_seconds},
+                   {"session_visible", holder->session_visible},
+                   {"pid", optional(holder->pid)},
+                   {"user", optional(holder->user)},
+                   {"database", optional(holder->database)},
+                   {"application_name", optional(holder->application)},
+                   {"client_addr", optional(holder->client)},
+                   {"state", optional(holder->state)},
+                   {"open_seconds", optional(holder->open_seconds)},
+                   {"query", optional(holder->query)},
+                   {"prepared_transaction", optional(holder->prepared)},
+                   {"description", holder->describe()}};
+    }
     return {{"total_events", progress.total_events},
+            {"waiting_for", std::move(waiting)},
             {"total_estimated", progress.total_estimated},
             {"max_global_position", progress.max_global_position},
             {"projections", std::move(projections)},

@@ -35,6 +35,9 @@ std::string describe(const store::DatabaseError& error) {
 Runner::Runner(config::Projection projection, store::PartitionKey key, RunnerServices services, std::uint64_t id)
     : projection_(std::move(projection)), key_(std::move(key)), services_(services), id_(id),
       plan_(projection_, key_.partition) {
+    if (services_.metrics != nullptr) {
+        metrics_ = &services_.metrics->partition(projection_.name, key_.partition);
+    }
     interrupt_.fd = control_.fd();
     interrupt_.give_up = [this] { return control_.consume(threshold_.load()); };
 }
@@ -138,8 +141,55 @@ bool Runner::wants(const store::SettledEvent& event) const {
            (projection_.log || plan_.handler_for(event.event_type) != nullptr);
 }
 
-void Runner::set_state(RunnerState state) {
-    health_.update([state](RunnerSnapshot& s) { s.state = state; });
+namespace {
+observability::ProjectionState metric_state(RunnerState state) {
+    using observability::ProjectionState;
+    switch (state) {
+    case RunnerState::starting:
+        return ProjectionState::starting;
+    case RunnerState::standby:
+        return ProjectionState::standby;
+    case RunnerState::waiting_for_database:
+    case RunnerState::blocked:
+        return ProjectionState::waiting_for_database;
+    case RunnerState::catching_up:
+        return ProjectionState::catching_up;
+    case RunnerState::caught_up:
+        return ProjectionState::caught_up;
+    case RunnerState::paused:
+        return ProjectionState::paused;
+    case RunnerState::failed:
+        return ProjectionState::failed;
+    case RunnerState::stopped:
+        return ProjectionState::stopped;
+    }
+    return ProjectionState::starting;
+}
+} // namespace
+
+void Runner::set_state(RunnerState state, std::optional<std::string> error) {
+    health_.update([&](RunnerSnapshot& s) {
+        s.state = state;
+        if (error) {
+            s.error = std::move(error);
+        }
+    });
+    if (metrics_ != nullptr) {
+        metrics_->set_state(metric_state(state));
+    }
+}
+
+void Runner::set_owned(bool owned) {
+    health_.update([owned](RunnerSnapshot& s) { s.owned = owned; });
+    if (metrics_ != nullptr) {
+        metrics_->set_owned(owned);
+    }
+}
+
+void Runner::count_failure(observability::FailureKind kind) {
+    if (metrics_ != nullptr) {
+        metrics_->add_failure(kind);
+    }
 }
 
 void Runner::main() noexcept {
@@ -153,17 +203,15 @@ void Runner::main() noexcept {
         Grant grant = grant_snapshot();
         if (!grant.owner) {
             loaded_for_.reset();
-            health_.update([](RunnerSnapshot& s) {
-                s.state = RunnerState::standby;
-                s.owned = false;
-            });
+            set_owned(false);
+            set_state(RunnerState::standby);
             control_.take_wake();
             if (!control_.wait_until(Clock::now() + heartbeat_slice, StopLevel::drain)) {
                 break;
             }
             continue;
         }
-        health_.update([](RunnerSnapshot& s) { s.owned = true; });
+        set_owned(true);
         if (grant.release) {
             give_back(*grant.owner);
             continue;
@@ -201,10 +249,7 @@ void Runner::main() noexcept {
             grant_.retry = false;
         }
         if (const StoreView view = services_.frontier->view(); view.blocked) {
-            health_.update([&](RunnerSnapshot& s) {
-                s.state = RunnerState::blocked;
-                s.error = *view.blocked;
-            });
+            set_state(RunnerState::blocked, *view.blocked);
             if (!control_.wait_until(Clock::now() + heartbeat_slice, StopLevel::drain)) {
                 break;
             }
@@ -232,6 +277,7 @@ void Runner::main() noexcept {
             break;
         } catch (const store::DatabaseError& error) {
             if (error.sqlstate() == "PJ005") {
+                count_failure(observability::FailureKind::fenced);
                 spdlog::warn("lost this partition: {}", error.what());
                 {
                     std::lock_guard lock(grant_mutex_);
@@ -247,10 +293,8 @@ void Runner::main() noexcept {
                 loaded_for_.reset();
                 continue;
             }
-            health_.update([&](RunnerSnapshot& s) {
-                s.state = RunnerState::waiting_for_database;
-                s.error = describe(error);
-            });
+            count_failure(observability::FailureKind::database);
+            set_state(RunnerState::waiting_for_database, describe(error));
             const auto delay = reconnect.next();
             if (error.connection_lost()) {
                 spdlog::warn("database unavailable: {}; reconnecting in {} ms", error.what(), delay.count());
@@ -269,11 +313,9 @@ void Runner::main() noexcept {
             }
         }
     }
-    health_.update([](RunnerSnapshot& s) {
-        if (s.state != RunnerState::failed) {
-            s.state = RunnerState::stopped;
-        }
-    });
+    if (health_.snapshot().state != RunnerState::failed) {
+        set_state(RunnerState::stopped);
+    }
     spdlog::info("runner stopped");
     finished_ = true;
 }
@@ -336,12 +378,15 @@ void Runner::load(store::Connection& conn, const store::Ownership& owner) {
         spdlog::info("Resuming from checkpoint: position {}", last_global_position_);
     }
     health_.update([&](RunnerSnapshot& s) {
-        s.state = RunnerState::catching_up;
         s.error.reset();
         s.failed_position.reset();
         s.last_global_position = last_global_position_;
         s.cursor = cursor_;
     });
+    set_state(RunnerState::catching_up);
+    if (metrics_ != nullptr) {
+        metrics_->set_checkpoint(last_global_position_);
+    }
 }
 
 bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
@@ -476,6 +521,16 @@ Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchA
                 s.dead_letters += request.dead_letter_row ? 1 : 0;
                 ++s.batches;
             });
+            if (metrics_ != nullptr) {
+                metrics_->add_batch(static_cast<std::uint64_t>(request.handle_count), Clock::now() - started);
+                metrics_->set_checkpoint(last_global_position_);
+                if (applied > 0) {
+                    metrics_->set_last_event_processed(std::chrono::system_clock::now());
+                }
+                if (request.dead_letter_row) {
+                    metrics_->add_dead_letter();
+                }
+            }
             if (applied > 0) {
                 const auto seconds = std::chrono::duration<double>(Clock::now() - started).count();
                 logging::ScopedPosition at(last_global_position_);
@@ -496,6 +551,7 @@ Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchA
         if (error.sqlstate() == "PJ002" || error.sqlstate() == "PJ005") {
             throw error; // the checkpoint moved, or the partition is no longer ours
         }
+        count_failure(outcome.failed_row ? observability::FailureKind::handler : observability::FailureKind::database);
         if (outcome.failed_row && outcome.failed_rows > 1) {
             // A batch handler's run failed: run those events one at a time to
             // find the one that fails (not counted as a retry).
@@ -583,11 +639,8 @@ void Runner::log_events(const store::Result& batch, int rows) {
 void Runner::fail(store::Connection& conn, const store::Ownership& owner, const std::string& error,
                   std::optional<std::int64_t> position) {
     failed_ = true;
-    health_.update([&](RunnerSnapshot& s) {
-        s.state = RunnerState::failed;
-        s.error = error;
-        s.failed_position = position;
-    });
+    health_.update([&](RunnerSnapshot& s) { s.failed_position = position; });
+    set_state(RunnerState::failed, error);
     spdlog::error("projection stopped (on_error: stop){}: {}; its checkpoint is just before that event. Fix the "
                   "cause, then run `projectiond resume {}`",
                   position ? fmt::format(" at position {}", *position) : std::string(), error, projection_.name);

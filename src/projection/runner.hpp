@@ -6,6 +6,7 @@
 // until the watcher wakes it when there is nothing to do.
 
 #include "config/config.hpp"
+#include "observability/metrics.hpp"
 #include "projection/frontier_board.hpp"
 #include "projection/read_plan.hpp"
 #include "projection/runner_control.hpp"
@@ -28,6 +29,7 @@ class BatchApplier;
 struct RunnerServices {
     store::ConnectionPool* pool = nullptr;
     const FrontierBoard* frontier = nullptr;
+    observability::Metrics* metrics = nullptr; // optional
 };
 
 class Runner {
@@ -82,7 +84,9 @@ private:
     void log_events(const store::Result& batch, int rows);
     void fail(store::Connection& conn, const store::Ownership& owner, const std::string& error,
               std::optional<std::int64_t> position);
-    void set_state(RunnerState state);
+    void set_state(RunnerState state, std::optional<std::string> error = std::nullopt);
+    void set_owned(bool owned);
+    void count_failure(observability::FailureKind kind);
     Grant grant_snapshot() const;
 
     config::Projection projection_;
@@ -92,6 +96,7 @@ private:
     ReadPlan plan_;
     RunnerControl control_;
     RunnerHealth health_;
+    observability::PartitionMetrics* metrics_ = nullptr;
     // Waits give up at `threshold_`: drain while idle or reading, abort while a
     // batch is in flight (a drain lets it commit).
     std::atomic<StopLevel> threshold_{StopLevel::drain};

@@ -3,6 +3,8 @@
 #include "store/checkpoints.hpp"
 #include "store/transaction.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace projectiond::store {
@@ -36,6 +38,11 @@ SELECT c.projection_name, c.generation, c.partition_index, c.partition_count, c.
                            > (c.cursor_store_epoch, c.cursor_transaction_id, c.cursor_global_position)
                        LIMIT {0} + 1) n) END AS remaining,
        $1::bigint - c.last_global_position > {0} AS estimated,
+       coalesce(extract(epoch FROM clock_timestamp() - (
+           SELECT o.created_at FROM events o
+            WHERE (o.store_epoch, o.transaction_id, o.global_position)
+                > (c.cursor_store_epoch, c.cursor_transaction_id, c.cursor_global_position)
+            ORDER BY o.store_epoch, o.transaction_id, o.global_position LIMIT 1)), 0)::float8 AS lag_seconds,
        c.events_processed, c.state, c.last_error, c.failed_global_position,
        (SELECT f.event_id::text FROM events f WHERE f.global_position = c.failed_global_position),
        to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -56,20 +63,24 @@ SELECT c.projection_name, c.generation, c.partition_index, c.partition_count, c.
         p.last_global_position = rows.int64(row, 4);
         p.remaining = rows.int64(row, 5);
         p.remaining_estimated = rows.boolean(row, 6) || p.remaining > exact_count_limit;
-        p.events_processed = rows.int64(row, 7);
-        p.state = std::string(rows.text(row, 8));
-        p.last_error = rows.optional_text(row, 9);
-        if (!rows.is_null(row, 10)) {
-            p.failed_position = rows.int64(row, 10);
+        p.lag_seconds = std::max(0.0, std::stod(std::string(rows.text(row, 7))));
+        p.events_processed = rows.int64(row, 8);
+        p.state = std::string(rows.text(row, 9));
+        p.last_error = rows.optional_text(row, 10);
+        if (!rows.is_null(row, 11)) {
+            p.failed_position = rows.int64(row, 11);
         }
-        p.failed_event_id = rows.optional_text(row, 11);
-        p.updated_at = rows.optional_text(row, 12);
-        p.running = rows.boolean(row, 13);
-        p.owner = rows.optional_text(row, 14);
-        p.paused = rows.boolean(row, 15);
+        p.failed_event_id = rows.optional_text(row, 12);
+        p.updated_at = rows.optional_text(row, 13);
+        p.running = rows.boolean(row, 14);
+        p.owner = rows.optional_text(row, 15);
+        p.paused = rows.boolean(row, 16);
         progress.partitions.push_back(std::move(p));
     }
     progress.daemons = live_daemons(conn);
+    if (auto holder = horizon_holder(conn); holder && holder->events_waiting_seconds >= 1.0) {
+        progress.waiting_for = std::move(holder);
+    }
     tx.commit();
     return progress;
 }

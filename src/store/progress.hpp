@@ -6,6 +6,7 @@
 
 #include "store/connection.hpp"
 #include "store/daemon_registry.hpp"
+#include "store/horizon_holder.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -26,6 +27,7 @@ struct PartitionProgress {
     std::int64_t last_global_position = 0;
     std::int64_t remaining = 0; // events not yet passed by the cursor
     bool remaining_estimated = false;
+    double lag_seconds = 0; // age of the oldest event not yet passed; 0 when caught up
     std::int64_t events_processed = 0;
     std::string state = "active"; // active | failed
     std::optional<std::string> last_error;
@@ -45,6 +47,9 @@ struct StoreProgress {
     std::int64_t max_global_position = 0;
     std::vector<PartitionProgress> partitions; // every live-generation checkpoint row, by name and partition
     std::vector<LiveDaemon> daemons;
+    // The transaction committed events wait behind, when they have waited a
+    // second or more.
+    std::optional<HorizonHolder> waiting_for;
 };
 
 StoreProgress read_progress(Connection& conn);

@@ -324,7 +324,7 @@ TEST_SUITE("configuration: daemon, http and health") {
         CHECK(contains(projection_error("    log: true\n", "http:\n  listen: 127.0.0.1\n"),
                        "t.yaml:2:11: `listen`: '127.0.0.1' has no port; write HOST:PORT"));
         CHECK(contains(projection_error("    log: true\n", "http:\n  listen: 127.0.0.1:99999\n"),
-                       "`listen`: the port must be a number from 1 to 65535, not '99999'"));
+                       "`listen`: the port must be a number from 1 to 65535 (or 0 for any free one, which the log names), not '99999'"));
         CHECK(contains(projection_error("    log: true\n", "http:\n  listen: \"::1:80\"\n"),
                        "an IPv6 address goes in brackets"));
         CHECK(contains(projection_error("    log: true\n", "http:\n  listen: 999.0.0.1:80\n"),

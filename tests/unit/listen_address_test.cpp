@@ -31,8 +31,9 @@ TEST_SUITE("listen address") {
         CHECK(parse_listen_address("metrics-1.example.org:9543") == ListenAddress{"metrics-1.example.org", 9543});
     }
 
-    TEST_CASE("a port outside 1..65535 or not a number is refused") {
-        CHECK(contains(refusal("127.0.0.1:0"), "the port must be a number from 1 to 65535, not '0'"));
+    TEST_CASE("a port above 65535 or not a number is refused; 0 asks for any free port") {
+        CHECK(parse_listen_address("127.0.0.1:0") == ListenAddress{"127.0.0.1", 0});
+        CHECK(contains(refusal("127.0.0.1:65536"), "the port must be a number from 1 to 65535 (or 0 for any free one"));
         CHECK(contains(refusal("127.0.0.1:65536"), "not '65536'"));
         CHECK(contains(refusal("127.0.0.1:http"), "not 'http'"));
         CHECK(contains(refusal("127.0.0.1:"), "not ''"));
