@@ -423,6 +423,15 @@ BEGIN
        AND h.aggregate_type = p_aggregate_type
        AND h.aggregate_id = p_aggregate_id
        FOR UPDATE;
+    IF NOT FOUND THEN
+        -- No head: a new aggregate, or a store restored without its heads
+        -- (the insert trigger rebuilds the head from the events).
+        SELECT max(e.aggregate_version) INTO current_version
+          FROM events e
+         WHERE e.bounded_context = p_bounded_context
+           AND e.aggregate_type = p_aggregate_type
+           AND e.aggregate_id = p_aggregate_id;
+    END IF;
     current_version := coalesce(current_version, 0);
     IF p_expected_version IS NOT NULL AND p_expected_version <> current_version THEN
         RAISE EXCEPTION USING

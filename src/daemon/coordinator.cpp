@@ -25,7 +25,6 @@ using namespace std::chrono_literals;
 
 constexpr auto watch_interval = 100ms;
 constexpr auto share_interval = 1s;
-constexpr auto subscription_interval = 5s;
 // How often the progress of every partition (lag in events and seconds) is
 // sampled for /status, /health and the metrics.
 constexpr auto sample_interval = 5s;
@@ -188,15 +187,19 @@ void Coordinator::session(store::Connection& conn) {
             next_share_ = now + share_interval;
             ready_ = true;
         }
-        if (now >= next_subscription_check_) {
-            next_subscription_check_ = now + subscription_interval;
+        // Checked before every watch: a runner must never read while a
+        // subscription writes the events.
+        if (!subscription_unknowable_) {
             try {
                 subscription_ = store::events_subscription(conn);
             } catch (const store::DatabaseError& error) {
                 if (error.connection_lost()) {
                     throw;
                 }
-                spdlog::debug("cannot tell whether events come by logical replication: {}", error.what());
+                subscription_unknowable_ = true;
+                spdlog::warn("cannot tell whether events come by logical replication ({}); make sure this "
+                             "database is not a subscriber of the events",
+                             error.what());
             }
         }
         watch(conn);
@@ -226,22 +229,11 @@ void Coordinator::watch(store::Connection& conn) {
     view.settled = frontier.settled;
     view.max_position = frontier.max_position;
     view.pending = frontier.pending;
-    if (frontier.foreign) {
-        view.blocked = "the store holds rows copied from another cluster (transaction ids this cluster has not "
-                       "reached, or a store epoch it has not begun): it was restored or replicated here. Run "
-                       "`projectiond migrate` to begin a new store epoch; until then nothing is processed, so "
-                       "nothing is skipped";
-    } else if (subscription_) {
-        view.blocked = fmt::format(
-            "this database receives its events by logical replication (subscription '{}'), whose transaction ids "
-            "are the publisher's: run projectiond against the publisher. After switching over to this database, "
-            "disable the subscription (ALTER SUBSCRIPTION {} DISABLE) and run `projectiond migrate`",
-            *subscription_, *subscription_);
-    }
-    const bool was_blocked = board_.view().blocked.has_value();
-    if (view.blocked && !was_blocked) {
+    view.blocked = store::block_reason(frontier.foreign, subscription_);
+    const std::optional<std::string> was = board_.view().blocked;
+    if (view.blocked && view.blocked != was) {
         spdlog::error("processing stopped: {}", *view.blocked);
-    } else if (!view.blocked && was_blocked) {
+    } else if (!view.blocked && was) {
         spdlog::info("the store can be read again; processing resumes");
     }
     board_.publish(view);

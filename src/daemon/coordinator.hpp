@@ -116,7 +116,7 @@ private:
     store::Cursor watched_; // the settled point the last watch saw
     std::optional<std::string> subscription_;
     Clock::time_point next_share_{};
-    Clock::time_point next_subscription_check_{};
+    bool subscription_unknowable_ = false; // this role may not read pg_subscription
     Clock::time_point next_sample_{};
     std::optional<Clock::time_point> pending_since_; // committed events have waited since
     std::map<std::uint64_t, Clock::time_point> holders_warned_; // transaction -> last warning

@@ -153,6 +153,9 @@ std::string render_status_text(const store::StoreProgress& progress, const std::
             out += fmt::format("Run by: {}\n", *p.owner);
         }
     }
+    if (progress.blocked) {
+        out += fmt::format("\nBlocked: {}\n", *progress.blocked);
+    }
     if (progress.waiting_for) {
         out += fmt::format("\nWaiting for: {} (committed events have waited {:.0f} s behind it)\n",
                            progress.waiting_for->describe(), progress.waiting_for->events_waiting_seconds);
@@ -227,6 +230,7 @@ nlohmann::json render_status_json(const store::StoreProgress& progress, const st
     }
     return {{"total_events", progress.total_events},
             {"waiting_for", std::move(waiting)},
+            {"blocked", progress.blocked ? nlohmann::json(*progress.blocked) : nlohmann::json(nullptr)},
             {"total_estimated", progress.total_estimated},
             {"max_global_position", progress.max_global_position},
             {"projections", std::move(projections)},

@@ -248,7 +248,15 @@ void Runner::main() noexcept {
             std::lock_guard lock(grant_mutex_);
             grant_.retry = false;
         }
-        if (const StoreView view = services_.frontier->view(); view.blocked) {
+        if (const StoreView view = services_.frontier->view(); !view.known) {
+            // Nothing is read before the watcher has seen the store once:
+            // it may be a subscriber, or hold rows copied from elsewhere.
+            set_state(RunnerState::starting);
+            if (!control_.wait_until(Clock::now() + 50ms, StopLevel::drain)) {
+                break;
+            }
+            continue;
+        } else if (view.blocked) {
             set_state(RunnerState::blocked, *view.blocked);
             if (!control_.wait_until(Clock::now() + heartbeat_slice, StopLevel::drain)) {
                 break;

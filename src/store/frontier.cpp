@@ -1,5 +1,7 @@
 #include "store/frontier.hpp"
 
+#include "store/database_error.hpp"
+
 #include <fmt/format.h>
 
 namespace projectiond::store {
@@ -77,6 +79,37 @@ SELECT s.subname FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.
         return std::nullopt;
     }
     return std::string(result.text(0, 0));
+}
+
+std::optional<std::string> block_reason(bool foreign_rows, const std::optional<std::string>& subscription) {
+    if (subscription) {
+        return fmt::format(
+            "this database receives its events by logical replication (subscription '{}'), whose transaction "
+            "ids are the publisher's: run projectiond against the publisher. After switching over to this "
+            "database, disable the subscription (ALTER SUBSCRIPTION {} DISABLE) and run `projectiond migrate`",
+            *subscription, *subscription);
+    }
+    if (foreign_rows) {
+        return std::string("the store holds rows copied from another cluster (transaction ids this cluster has not "
+                           "reached, or a store epoch it has not begun): it was restored or replicated here. Run "
+                           "`projectiond migrate` to begin a new store epoch; until then nothing is processed, so "
+                           "nothing is skipped");
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> why_blocked(Connection& conn) {
+    const Result foreign =
+        conn.exec("SELECT projectiond_foreign_rows(s.current_epoch) FROM projectiond_store s");
+    std::optional<std::string> subscription;
+    try {
+        subscription = events_subscription(conn);
+    } catch (const DatabaseError& error) {
+        if (error.connection_lost()) {
+            throw;
+        }
+    }
+    return block_reason(foreign.rows() == 1 && foreign.boolean(0, 0), subscription);
 }
 
 bool begin_epoch_if_moved(Connection& conn) {

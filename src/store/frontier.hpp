@@ -42,6 +42,14 @@ Frontier read_frontier(Connection& conn, const Cursor& since, int limit);
 // nothing of the publisher's transactions. The subscription's name, if any.
 std::optional<std::string> events_subscription(Connection& conn);
 
+// Why no projection may move on, if something keeps them: rows copied from
+// another cluster waiting for a new epoch, or a subscription writing the
+// events. Said the same way by the daemon's log and by `status`.
+std::optional<std::string> block_reason(bool foreign_rows, const std::optional<std::string>& subscription);
+
+// Checks both, for `status`.
+std::optional<std::string> why_blocked(Connection& conn);
+
 // Begins a new store epoch when rows copied from another cluster are found
 // (what `projectiond migrate` does after a restore). Returns true if it did.
 bool begin_epoch_if_moved(Connection& conn);

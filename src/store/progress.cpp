@@ -1,6 +1,7 @@
 #include "store/progress.hpp"
 
 #include "store/checkpoints.hpp"
+#include "store/frontier.hpp"
 #include "store/transaction.hpp"
 
 #include <algorithm>
@@ -78,6 +79,7 @@ SELECT c.projection_name, c.generation, c.partition_index, c.partition_count, c.
         progress.partitions.push_back(std::move(p));
     }
     progress.daemons = live_daemons(conn);
+    progress.blocked = why_blocked(conn);
     if (auto holder = horizon_holder(conn); holder && holder->events_waiting_seconds >= 1.0) {
         progress.waiting_for = std::move(holder);
     }

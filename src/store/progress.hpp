@@ -50,6 +50,8 @@ struct StoreProgress {
     // The transaction committed events wait behind, when they have waited a
     // second or more.
     std::optional<HorizonHolder> waiting_for;
+    // Why no projection may move on at all, when something keeps them.
+    std::optional<std::string> blocked;
 };
 
 StoreProgress read_progress(Connection& conn);
