@@ -411,7 +411,7 @@ void logical_switch_over(bool burn_publisher) {
             {projectiond_binary(), "migrate", "-c", daemon.config().path(), "--database-url", b.conninfo()});
         REQUIRE_MESSAGE(early.exit_code == 0, early.err);
         CHECK_MESSAGE(contains(early.out, "began a new store epoch"), early.out);
-        CHECK_MESSAGE(daemon.wait_for_log("subscription 'store'", 15s), daemon.log());
+        CHECK_MESSAGE(daemon.wait_for_log("subscription 'store'", 10s), daemon.log());
         CHECK(stats(b, 1) == 50);
         CHECK(cursors(b) == cursors(a));
     }
