@@ -35,9 +35,12 @@ void TempFile::write(const std::string& content) const {
 
 DaemonProcess::DaemonProcess(const TestDatabase& db, const std::string& config_yaml,
                              std::map<std::string, std::string> env, std::vector<std::string> extra_args)
+    : DaemonProcess(db.conninfo(), config_yaml, std::move(env), std::move(extra_args)) {}
+
+DaemonProcess::DaemonProcess(const std::string& conninfo, const std::string& config_yaml,
+                             std::map<std::string, std::string> env, std::vector<std::string> extra_args)
     : env_(std::move(env)), config_(config_yaml) {
-    argv_ = {projectiond_binary(), "run",         "-c",           config_.path(),
-             "--database-url",     db.conninfo(), "--log-target", "stderr"};
+    argv_ = {projectiond_binary(), "run", "-c", config_.path(), "--database-url", conninfo, "--log-target", "stderr"};
     argv_.insert(argv_.end(), extra_args.begin(), extra_args.end());
     child_ = std::make_unique<ChildProcess>(argv_, env_);
 }

@@ -31,6 +31,9 @@ class DaemonProcess {
 public:
     DaemonProcess(const TestDatabase& db, const std::string& config_yaml, std::map<std::string, std::string> env = {},
                   std::vector<std::string> extra_args = {});
+    // Against any database, named by a libpq connection string (another cluster).
+    DaemonProcess(const std::string& conninfo, const std::string& config_yaml,
+                  std::map<std::string, std::string> env = {}, std::vector<std::string> extra_args = {});
 
     ChildProcess& process() noexcept { return *child_; }
     const TempFile& config() const noexcept { return config_; }
