@@ -33,7 +33,8 @@ bool caught_up(const TestDatabase& db, const std::string& projection, std::chron
     const std::string sql = "SELECT count(*) = " + std::to_string(partitions) + R"sql( AND bool_and(
            c.last_global_position = (SELECT coalesce(max(global_position), 0) FROM events)
        AND NOT EXISTS (SELECT 1 FROM events e
-                        WHERE (e.transaction_id, e.global_position) > (c.cursor_transaction_id, c.cursor_global_position)))
+                        WHERE (e.store_epoch, e.transaction_id, e.global_position)
+                            > (c.cursor_store_epoch, c.cursor_transaction_id, c.cursor_global_position)))
   FROM projection_checkpoints c
  WHERE c.projection_name = ')sql" +
                             projection + "'";
