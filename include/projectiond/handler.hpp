@@ -140,7 +140,8 @@ private:
     projectiond_tx* tx_;
 };
 
-// What a handler object learns when it is made.
+// What a handler object learns when it is made. It outlives the object, so
+// the object may keep a reference to it.
 class Context {
 public:
     Context(const projectiond_host& host, const char* projection, int partition)

@@ -8,7 +8,10 @@
 // with it and exactly-once holds for them as for SQL handlers.
 //
 // One instance serves one runner (one projection partition) and is used by
-// that runner's thread only. Kinds: ExecHandler (a child process speaking
+// that runner's thread only: handle() and stop() from that thread. (stop()
+// and the destructor may also run after the thread has ended, but an exec
+// child has been killed with the thread by then: call stop() before the
+// thread ends for a graceful stop.) Kinds: ExecHandler (a child process speaking
 // JSON lines) and PluginHandler (a shared object with the C ABI of
 // <projectiond/handler.h>); make_code_handler() in code_handler_factory.hpp
 // builds the one a configuration names.

@@ -125,7 +125,8 @@ std::vector<Reply> Exchange::run() {
             }
             continue;
         }
-        if (!done() && Clock::now() >= deadline) {
+        // waiting_since_ moves with each reply: a reply read just now resets the clock.
+        if (!done() && Clock::now() >= waiting_since_ + settings_.reply_timeout) {
             child_.end(milliseconds(0));
             fail_child(fmt::format("{} gave no reply within {} and was killed", child_.title(),
                                    config::format_duration(settings_.reply_timeout)));

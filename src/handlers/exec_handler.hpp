@@ -12,6 +12,10 @@
 // that is not JSON or not of the protocol's shape, a line nobody asked for, no
 // reply within the timeout, or the child ending (the child is killed, and the
 // next call starts a new one after a capped exponential backoff).
+//
+// Call handle() and stop() from the runner's own thread: the child gets
+// PR_SET_PDEATHSIG, which the kernel ties to the thread that started it, so
+// the child is killed when that thread ends (see system/child_process.hpp).
 
 #include "handlers/code_handler.hpp"
 #include "handlers/exec_child.hpp"
