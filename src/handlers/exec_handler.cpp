@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 namespace projectiond::handlers {
@@ -353,7 +354,7 @@ std::optional<std::string> ExecHandler::ensure_child() {
         spdlog::warn("cannot start the exec handler: {} (attempt {})", error.what(), backoff_.failures());
         return fmt::format("cannot start the exec handler: {}", error.what());
     }
-    spdlog::info("started {} as {}", child_->title(), child_->label());
+    spdlog::info("started {} as {}: {}", child_->title(), child_->label(), fmt::join(settings_.command, " "));
     return std::nullopt;
 }
 
