@@ -23,6 +23,8 @@ int run_check_config(const GlobalOptions& options) {
     for (const auto& warning : config::find_unreachable_handlers(config)) {
         fmt::print(stderr, "{}\n", config::format_located(config.source, warning));
     }
+    // Code handlers need no database: their programs and plugins are checked here.
+    std::vector<config::Located> problems = projection::find_code_handler_problems(projections);
 
     // The handlers' SQL can only be judged by the database: ask it when it is there.
     const store::ConnectOptions connect_options = store::connect_options(config.database, options.database_url);
@@ -46,19 +48,20 @@ int run_check_config(const GlobalOptions& options) {
                        "version {} (run `projectiond migrate`), so the handlers' SQL was not checked\n",
                        schema.applied_version, schema.latest_version);
         } else {
-            auto problems =
+            auto found =
                 projection::find_handler_problems(*conn, projections, projection::SetupHandling::run_and_roll_back);
             auto changes = projection::find_partition_changes(*conn, projections);
+            problems.insert(problems.end(), found.begin(), found.end());
             problems.insert(problems.end(), changes.begin(), changes.end());
-            config::sort_by_position(problems);
-            for (const auto& problem : problems) {
-                fmt::print(stderr, "{}\n", config::format_located(config.source, problem));
-            }
-            if (!problems.empty()) {
-                return exit_config;
-            }
             checked = true;
         }
+    }
+    config::sort_by_position(problems);
+    for (const auto& problem : problems) {
+        fmt::print(stderr, "{}\n", config::format_located(config.source, problem));
+    }
+    if (!problems.empty()) {
+        return exit_config;
     }
     fmt::print("{}: configuration is valid: {} projection{}, {} runner{}{}\n", config.source, config.projections.size(),
                config.projections.size() == 1 ? "" : "s", partitions, partitions == 1 ? "" : "s",

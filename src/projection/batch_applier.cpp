@@ -67,8 +67,39 @@ void BatchApplier::prepare(store::ConnectionPool::Lease& lease) {
     prepare_one("dead_letter", dead_letter_sql, {});
 }
 
+void BatchApplier::prepare_code(store::ConnectionPool::Lease& lease, const BatchRequest& request) {
+    if (request.code == nullptr) {
+        return;
+    }
+    for (int row = 0; row < request.handle_count && row < static_cast<int>(request.code->size()); ++row) {
+        for (const handlers::Statement& statement : (*request.code)[static_cast<std::size_t>(row)]) {
+            auto [it, inserted] = code_names_.try_emplace(statement.sql, prefix_ + "c" + std::to_string(code_names_.size()));
+            if (it->second.empty() || lease.is_prepared(it->second)) {
+                continue;
+            }
+            try {
+                lease->prepare(it->second, statement.sql);
+                lease.mark_prepared(it->second);
+            } catch (const store::DatabaseError& error) {
+                if (error.connection_lost()) {
+                    throw;
+                }
+                // Sent with its text instead: the error then belongs to the
+                // event that returned it, and on_error applies.
+                it->second.clear();
+            }
+        }
+    }
+}
+
+const std::string* BatchApplier::code_statement_name(const std::string& sql) const {
+    const auto it = code_names_.find(sql);
+    return it == code_names_.end() || it->second.empty() ? nullptr : &it->second;
+}
+
 BatchOutcome BatchApplier::apply(store::ConnectionPool::Lease& lease, const BatchRequest& request) {
     try {
+        prepare_code(lease, request);
         return run(lease.conn(), request);
     } catch (const store::Interrupted&) {
         // Aborted: the server holds the whole pipeline, COMMIT included, and
@@ -147,8 +178,16 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
                 slots.push_back({Slot::handler, row, 1, &statement});
             }
         } else if (request.code != nullptr) {
-            for (const CodeStatement& statement : (*request.code)[static_cast<std::size_t>(row)]) {
-                conn.send(statement.sql, statement.params);
+            for (const handlers::Statement& statement : (*request.code)[static_cast<std::size_t>(row)]) {
+                if (const std::string* name = code_statement_name(statement.sql)) {
+                    values.clear();
+                    for (const auto& param : statement.params) {
+                        values.push_back(param ? param->c_str() : nullptr);
+                    }
+                    conn.send_prepared(*name, static_cast<int>(values.size()), values.data());
+                } else {
+                    conn.send(statement.sql, statement.params);
+                }
                 slots.push_back({Slot::handler, row, 1});
             }
         }

@@ -4,25 +4,20 @@
 // whole. Everything is queued in one libpq pipeline, so a batch costs one
 // round trip however many events it holds.
 
+#include "handlers/code_handler.hpp"
 #include "projection/read_plan.hpp"
 #include "projection/runner_health.hpp"
 #include "store/checkpoints.hpp"
 #include "store/connection_pool.hpp"
 #include "store/database_error.hpp"
 
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 namespace projectiond::projection {
-
-// A statement a code handler returned for one event, run in the batch's
-// transaction in the event's place.
-struct CodeStatement {
-    std::string sql; // with $1..$n
-    store::Params params;
-};
 
 struct BatchRequest {
     const store::Result* rows = nullptr; // the read result; events are rows [0, handle_count)
@@ -34,8 +29,9 @@ struct BatchRequest {
     // to find which event of a failing run is the culprit.
     int isolate_from = 0;
     int isolate_to = 0;
-    // For rows handled by code (exec, plugin): the statements it returned.
-    const std::vector<std::vector<CodeStatement>>* code = nullptr;
+    // For rows handled by code (exec, plugin): the statements it returned,
+    // run in the event's place.
+    const std::vector<std::vector<handlers::Statement>>* code = nullptr;
     store::Cursor from; // the checkpoint the batch starts at
     store::Cursor to;   // where it moves the checkpoint
     store::Ownership owner;
@@ -65,6 +61,10 @@ public:
 
 private:
     BatchOutcome run(store::Connection& conn, const BatchRequest& request);
+    // Prepares the distinct statements code handlers returned (a code
+    // handler usually sends the same few texts for every event).
+    void prepare_code(store::ConnectionPool::Lease& lease, const BatchRequest& request);
+    const std::string* code_statement_name(const std::string& sql) const;
 
     const ReadPlan& plan_;
     store::PartitionKey key_;
@@ -73,6 +73,7 @@ private:
     std::string partition_;
     RunnerHealth& health_;
     std::set<std::string> unprepared_; // handler statements sent with their SQL each time
+    std::map<std::string, std::string> code_names_; // code statement text -> prepared name ("" if it does not prepare)
 };
 
 } // namespace projectiond::projection

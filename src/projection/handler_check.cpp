@@ -2,7 +2,9 @@
 
 #include "config/batch_relation.hpp"
 #include "config/parameter_types.hpp"
+#include "handlers/code_handler_factory.hpp"
 #include "store/database_error.hpp"
+#include "store/transaction.hpp"
 
 #include <fmt/format.h>
 
@@ -63,11 +65,6 @@ std::vector<Oid> type_oids(const config::RewrittenSql& statement) {
     return {oids.begin(), oids.end()};
 }
 
-// A plugin handler is a shared object, not SQL. The plugin loader (SPEC
-// section 11) will open it here to check that it loads and speaks our ABI
-// version; until it lands, nothing is checked.
-void check_plugin_handler(const config::Projection&, const config::Handler&, std::vector<config::Located>&) {}
-
 } // namespace
 
 std::vector<config::Located> find_handler_problems(store::Connection& conn,
@@ -77,8 +74,8 @@ std::vector<config::Located> find_handler_problems(store::Connection& conn,
     // Everything happens in one transaction that is rolled back: the check
     // leaves no trace, and each attempt sits in a savepoint so that one
     // failure does not hide the next.
-    conn.exec("BEGIN");
-    try {
+    store::Transaction tx(conn); // never committed: rolled back when it goes
+    {
         for (const config::Projection* projection : projections) {
             if (setup == SetupHandling::run_and_roll_back && !projection->setup.empty()) {
                 conn.exec("SAVEPOINT setup");
@@ -96,10 +93,7 @@ std::vector<config::Located> find_handler_problems(store::Connection& conn,
                 }
             }
             for (const auto& handler : projection->handlers) {
-                if (handler.kind == config::HandlerKind::plugin) {
-                    check_plugin_handler(*projection, handler, problems);
-                }
-                // exec handlers are programs: there is no SQL to compile before they run.
+                // exec and plugin handlers are code: check_code_handlers() looks at them.
                 if (handler.kind != config::HandlerKind::sql && handler.kind != config::HandlerKind::batch) {
                     continue;
                 }
@@ -124,12 +118,19 @@ std::vector<config::Located> find_handler_problems(store::Connection& conn,
                 }
             }
         }
-        conn.exec("ROLLBACK");
-    } catch (...) {
-        if (conn.healthy()) {
-            conn.exec("ROLLBACK");
+    }
+    return problems;
+}
+
+std::vector<config::Located> find_code_handler_problems(const std::vector<const config::Projection*>& projections) {
+    std::vector<config::Located> problems;
+    for (const config::Projection* projection : projections) {
+        for (const auto& handler : projection->handlers) {
+            if (const auto problem = handlers::check_code_handler(handler)) {
+                problems.push_back({handler.mark, fmt::format("the handler for '{}' in projection '{}': {}",
+                                                              handler.event_type, projection->name, *problem)});
+            }
         }
-        throw;
     }
     return problems;
 }
@@ -138,6 +139,9 @@ std::vector<std::string> check_handlers(store::Connection& conn, const config::C
                                         const std::vector<const config::Projection*>& projections,
                                         SetupHandling setup) {
     std::vector<config::Located> problems = find_handler_problems(conn, projections, setup);
+    for (auto& problem : find_code_handler_problems(projections)) {
+        problems.push_back(std::move(problem));
+    }
     config::sort_by_position(problems);
     std::vector<std::string> messages;
     messages.reserve(problems.size());

@@ -29,7 +29,12 @@ std::vector<config::Located> find_handler_problems(store::Connection& conn,
                                                    const std::vector<const config::Projection*>& projections,
                                                    SetupHandling setup);
 
-// One message per problem: "file:line:column: ...", in file order. Empty
+// exec programs that cannot be run and plugins that do not load or speak
+// another ABI: no database needed.
+std::vector<config::Located> find_code_handler_problems(const std::vector<const config::Projection*>& projections);
+
+// One message per problem (the database's and the code handlers'):
+// "file:line:column: ...", in file order. Empty
 // when all is well. A lost connection is thrown (store::DatabaseError).
 std::vector<std::string> check_handlers(store::Connection& conn, const config::Config& config,
                                         const std::vector<const config::Projection*>& projections, SetupHandling setup);

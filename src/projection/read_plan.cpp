@@ -167,6 +167,7 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
     }
     const bool code = std::any_of(projection.handlers.begin(), projection.handlers.end(),
                                   [](const config::Handler& h) { return is_code(h.kind); });
+    has_code_ = code;
     if (code) {
         for (const std::string_view field : config::event_parameters) {
             column_for(std::string(field));

@@ -66,6 +66,8 @@ public:
     const std::vector<PlannedHandler>& handlers() const noexcept { return handlers_; }
     // The handler for an event type: an exact one wins over "*"; nullptr if none.
     const PlannedHandler* handler_for(std::string_view event_type) const noexcept;
+    // Whether some handler is code (exec, plugin).
+    bool has_code() const noexcept { return has_code_; }
     // Column with payload->>'name' for `log: true` lines, or -1.
     int log_name_column() const noexcept { return log_name_column_; }
     // Columns holding every event field, for code handlers: -1 when not read.
@@ -82,6 +84,7 @@ private:
     std::vector<std::string> fetched_; // parameter behind each extra column
     std::vector<PlannedHandler> handlers_;
     int log_name_column_ = -1;
+    bool has_code_ = false;
 };
 
 // A PostgreSQL array literal of text values, to bind as text[].

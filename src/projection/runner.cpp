@@ -1,6 +1,8 @@
 #include "projection/runner.hpp"
 
 #include "logging/log_context.hpp"
+#include "handlers/code_handler_factory.hpp"
+#include "handlers/plugin_library.hpp"
 #include "projection/batch_applier.hpp"
 #include "store/database_error.hpp"
 #include "system/backoff.hpp"
@@ -321,6 +323,7 @@ void Runner::main() noexcept {
             }
         }
     }
+    stop_code();
     if (health_.snapshot().state != RunnerState::failed) {
         set_state(RunnerState::stopped);
     }
@@ -511,9 +514,15 @@ Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchA
     // on_error: stop commits what comes before the failing event, then stops.
     std::optional<std::pair<std::string, std::optional<std::int64_t>>> stop_after;
 
+    std::vector<std::vector<handlers::Statement>> code_statements;
     for (;;) {
         threshold_ = StopLevel::abort; // a drain lets the batch in flight commit
-        BatchOutcome outcome = applier.apply(lease, request);
+        std::optional<BatchOutcome> code_failure;
+        if (!code_.empty() || plan_.has_code()) {
+            code_failure = ask_code(batch, request.handle_count, code_statements);
+            request.code = &code_statements;
+        }
+        BatchOutcome outcome = code_failure ? std::move(*code_failure) : applier.apply(lease, request);
         threshold_ = StopLevel::drain;
         if (outcome.committed) {
             const int applied = request.handle_count + (request.dead_letter_row ? 1 : 0);
@@ -653,6 +662,105 @@ void Runner::fail(store::Connection& conn, const store::Ownership& owner, const 
                   "cause, then run `projectiond resume {}`",
                   position ? fmt::format(" at position {}", *position) : std::string(), error, projection_.name);
     store::record_failure(conn, key_, owner, error, position);
+}
+
+} // namespace projectiond::projection
+
+namespace projectiond::projection {
+
+handlers::CodeHandler& Runner::code_handler(const PlannedHandler& handler) {
+    auto& slot = code_[handler.index];
+    if (!slot) {
+        slot = handlers::make_code_handler(
+            projection_.handlers[static_cast<std::size_t>(handler.index)],
+            handlers::HandlerSite{projection_.name, key_.partition, projection_.settings.exec_timeout});
+        slot->set_interrupt(&interrupt_);
+    }
+    return *slot;
+}
+
+void Runner::stop_code() noexcept {
+    for (auto& [index, handler] : code_) {
+        handler->stop();
+    }
+    code_.clear();
+}
+
+std::optional<BatchOutcome> Runner::ask_code(const store::Result& batch, int rows,
+                                             std::vector<std::vector<handlers::Statement>>& statements) {
+    statements.assign(static_cast<std::size_t>(rows), {});
+    const auto text = [&](int row, std::string_view field) -> std::optional<std::string_view> {
+        const int column = plan_.column_of(field);
+        if (column < 0 || batch.is_null(row, column)) {
+            return std::nullopt;
+        }
+        return batch.text(row, column);
+    };
+    const auto number = [&](int row, std::string_view field) {
+        const int column = plan_.column_of(field);
+        return column < 0 || batch.is_null(row, column) ? 0 : batch.int64(row, column);
+    };
+    // Each code handler gets its own events, in order.
+    std::map<const PlannedHandler*, std::vector<int>> rows_of;
+    for (int row = 0; row < rows; ++row) {
+        const PlannedHandler* handler = plan_.handler_for(batch.text(row, col_event_type));
+        if (handler != nullptr &&
+            (handler->kind == config::HandlerKind::exec || handler->kind == config::HandlerKind::plugin)) {
+            rows_of[handler].push_back(row);
+        }
+    }
+    std::optional<int> failed_row;
+    std::string failure;
+    for (const auto& [handler, handled] : rows_of) {
+        std::vector<handlers::Event> events;
+        events.reserve(handled.size());
+        for (const int row : handled) {
+            handlers::Event event;
+            event.global_position = batch.int64(row, col_global_position);
+            event.bounded_context = text(row, "bounded_context").value_or("");
+            event.aggregate_type = text(row, "aggregate_type").value_or("");
+            event.aggregate_id = batch.text(row, col_aggregate_id);
+            event.aggregate_version = number(row, "aggregate_version");
+            event.event_id = text(row, "event_id").value_or("");
+            event.event_type = batch.text(row, col_event_type);
+            event.event_version = static_cast<std::int32_t>(number(row, "event_version"));
+            event.payload = text(row, "payload").value_or("null");
+            event.metadata = text(row, "metadata");
+            event.trace_id = text(row, "trace_id");
+            event.correlation_id = text(row, "correlation_id");
+            event.causation_id = text(row, "causation_id");
+            event.created_at = text(row, "created_at").value_or("");
+            events.push_back(event);
+        }
+        std::vector<handlers::Reply> replies;
+        try {
+            replies = code_handler(*handler).handle(events);
+        } catch (const handlers::PluginLoadError& error) {
+            replies.assign(1, handlers::Reply{{}, std::string(error.what())});
+        }
+        for (std::size_t i = 0; i < replies.size(); ++i) {
+            const int row = handled[i];
+            if (replies[i].failed()) {
+                if (!failed_row || row < *failed_row) {
+                    failed_row = row;
+                    failure = *replies[i].error;
+                }
+                break;
+            }
+            statements[static_cast<std::size_t>(row)] = std::move(replies[i].statements);
+        }
+    }
+    if (!failed_row) {
+        return std::nullopt;
+    }
+    BatchOutcome outcome;
+    outcome.failed_row = *failed_row;
+    outcome.failed_rows = 1;
+    outcome.error.emplace(fmt::format("the handler for {} failed at position {}: {}",
+                                      batch.text(*failed_row, col_event_type),
+                                      batch.text(*failed_row, col_global_position), failure),
+                          "");
+    return outcome;
 }
 
 } // namespace projectiond::projection

@@ -6,6 +6,7 @@
 // until the watcher wakes it when there is nothing to do.
 
 #include "config/config.hpp"
+#include "handlers/code_handler.hpp"
 #include "observability/metrics.hpp"
 #include "projection/frontier_board.hpp"
 #include "projection/read_plan.hpp"
@@ -16,6 +17,8 @@
 #include "store/frontier.hpp"
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -81,6 +84,12 @@ private:
     void give_back(const store::Ownership& owner);
     BatchEnd apply_batch(store::ConnectionPool::Lease& lease, BatchApplier& applier, const store::Result& batch,
                          int rows, store::Cursor to, const store::Ownership& owner);
+    // Asks the code handlers (exec, plugin) for the statements of rows
+    // [0, rows); the outcome of the first event they failed, if one did.
+    std::optional<struct BatchOutcome> ask_code(const store::Result& batch, int rows,
+                                                std::vector<std::vector<handlers::Statement>>& statements);
+    handlers::CodeHandler& code_handler(const struct PlannedHandler& handler);
+    void stop_code() noexcept;
     void log_events(const store::Result& batch, int rows);
     void fail(store::Connection& conn, const store::Ownership& owner, const std::string& error,
               std::optional<std::int64_t> position);
@@ -114,6 +123,10 @@ private:
     bool more_ = true; // the last read suggests reading again at once
     std::chrono::steady_clock::time_point last_read_{};
     std::int64_t events_logged_ = 0;
+    // Code handlers by their index in the configuration, made in this
+    // runner's thread on first use (an exec child dies with the thread that
+    // started it) and stopped before it ends.
+    std::map<int, std::unique_ptr<handlers::CodeHandler>> code_;
     std::atomic<bool> finished_{false};
     std::thread thread_;
 };
