@@ -8,6 +8,7 @@
 #include "in_process.hpp"
 #include "projection/runner.hpp"
 #include "store/checkpoints.hpp"
+#include "store/generations.hpp"
 #include "store/connect.hpp"
 #include "store/demo_events.hpp"
 #include "store/migrations.hpp"

@@ -7,6 +7,7 @@
 #include "daemon/engine.hpp"
 #include "daemon/projection_setup.hpp"
 #include "store/checkpoints.hpp"
+#include "store/generations.hpp"
 #include "store/daemon_registry.hpp"
 
 #include <unistd.h>
@@ -20,10 +21,12 @@ public:
     InProcessDaemon(const store::ConnectOptions& connect, const config::Config& config)
         : engine_(daemon::EngineSettings{connect, config, store::this_machine("bench")}) {
         store::Connection conn = store::Connection::open(connect);
+        std::vector<const config::Projection*> projections;
         for (const auto& projection : config.projections) {
-            daemon::run_setup(conn, {&projection});
-            engine_.supervisor().start(
-                projection, store::register_projection(conn, projection.name, projection.partitions).generation);
+            projections.push_back(&projection);
+        }
+        for (const daemon::RunSpec& spec : daemon::prepare_projections(conn, config, projections)) {
+            engine_.supervisor().start(spec);
         }
         engine_.start_coordinator();
     }

@@ -61,6 +61,40 @@ INSERT INTO projectiond_projections (projection_name)
 SELECT DISTINCT projection_name FROM projection_checkpoints
 ON CONFLICT (projection_name) DO NOTHING;
 
+-- Blue/green versions (docs/versions.md). A projection with a `schema:` keeps
+-- its live read model in that schema; a new version (or `projectiond
+-- rebuild`) is built as another generation in a schema of its own beside it,
+-- from the first event, while the live one keeps serving. When it has caught
+-- up, one transaction renames the schemas: readers see the whole old model,
+-- then the whole new one. swap_requested_at: a daemon is about to swap, so
+-- the live generation takes no new batch for a moment and the new one can
+-- catch up with it exactly.
+ALTER TABLE projectiond_projections
+    ADD COLUMN IF NOT EXISTS building_generation  integer,
+    ADD COLUMN IF NOT EXISTS rebuild_requested_at timestamptz,
+    ADD COLUMN IF NOT EXISTS swap_requested_at    timestamptz;
+
+CREATE TABLE IF NOT EXISTS projectiond_generations (
+    projection_name text        NOT NULL,
+    generation      integer     NOT NULL,
+    version         integer     NOT NULL,
+    stage           text        NOT NULL CHECK (stage IN ('live', 'building', 'retired')),
+    schema_name     text,        -- where its tables are now; NULL: no schema of its own
+    destination     text,        -- building: the schema it becomes when swapped in
+    partitions      integer     NOT NULL DEFAULT 1,
+    definition      text        NOT NULL DEFAULT '', -- the projection it runs, as a configuration document
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    live_since      timestamptz,
+    retired_at      timestamptz,
+    PRIMARY KEY (projection_name, generation)
+);
+INSERT INTO projectiond_generations (projection_name, generation, version, stage, partitions, live_since)
+SELECT p.projection_name, p.live_generation, 1, 'live',
+       coalesce((SELECT max(c.partition_count) FROM projection_checkpoints c
+                  WHERE c.projection_name = p.projection_name), 1), now()
+  FROM projectiond_projections p
+ON CONFLICT (projection_name, generation) DO NOTHING;
+
 -- ------------------------------------------------------------ checkpoints
 --
 -- The cursor gains its epoch. A generation is one build of a projection (a
@@ -459,6 +493,84 @@ BEGIN
 END
 $fn$;
 
+-- Swaps a projection's building generation in, if it has caught up with the
+-- live one: returns true when it did. One transaction: the checkpoints of
+-- both generations are locked (a batch in flight commits first), every
+-- relation of both schemas is locked (a reader never resolves one table of
+-- the old model and another of the new), the schemas are renamed, and the
+-- old generation's checkpoints are removed.
+CREATE OR REPLACE FUNCTION projectiond_swap_generation(p_projection text, p_building integer) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    p           projectiond_projections%ROWTYPE;
+    live        projectiond_generations%ROWTYPE;
+    building    projectiond_generations%ROWTYPE;
+    behind      boolean;
+    retired     text;
+    relation    regclass;
+BEGIN
+    SELECT * INTO p FROM projectiond_projections WHERE projection_name = p_projection FOR UPDATE;
+    IF NOT FOUND OR p.building_generation IS DISTINCT FROM p_building THEN
+        RETURN false;
+    END IF;
+    SELECT * INTO live FROM projectiond_generations
+     WHERE projection_name = p_projection AND generation = p.live_generation FOR UPDATE;
+    SELECT * INTO building FROM projectiond_generations
+     WHERE projection_name = p_projection AND generation = p_building FOR UPDATE;
+    PERFORM 1 FROM projection_checkpoints c
+      WHERE c.projection_name = p_projection AND c.generation IN (live.generation, building.generation)
+      ORDER BY c.generation, c.partition_index FOR UPDATE;
+    -- Caught up: every event any live partition has passed, every building
+    -- partition has passed too (so time never goes backwards for readers).
+    SELECT EXISTS (
+               SELECT 1 FROM projection_checkpoints b, projection_checkpoints l
+                WHERE b.projection_name = p_projection AND b.generation = building.generation
+                  AND l.projection_name = p_projection AND l.generation = live.generation
+                  AND (b.cursor_store_epoch, b.cursor_transaction_id, b.cursor_global_position)
+                    < (l.cursor_store_epoch, l.cursor_transaction_id, l.cursor_global_position))
+      INTO behind;
+    IF behind OR EXISTS (SELECT 1 FROM projection_checkpoints b
+                          WHERE b.projection_name = p_projection AND b.generation = building.generation
+                            AND b.state = 'failed') THEN
+        RETURN false;
+    END IF;
+    IF building.schema_name IS NOT NULL THEN
+        FOR relation IN
+            SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname IN (live.schema_name, building.schema_name) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+             ORDER BY c.oid
+        LOOP
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', relation);
+        END LOOP;
+        IF live.schema_name IS NOT NULL THEN
+            retired := format('%s_v%s', live.schema_name, live.version);
+            IF retired = building.schema_name OR EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = retired) THEN
+                retired := format('%s_g%s', live.schema_name, live.generation);
+            END IF;
+            EXECUTE format('ALTER SCHEMA %I RENAME TO %I', live.schema_name, retired);
+            UPDATE projectiond_generations SET schema_name = retired
+             WHERE projection_name = p_projection AND generation = live.generation;
+        END IF;
+        EXECUTE format('ALTER SCHEMA %I RENAME TO %I', building.schema_name,
+                       coalesce(building.destination, live.schema_name));
+        UPDATE projectiond_generations SET schema_name = coalesce(building.destination, live.schema_name),
+                                           destination = NULL
+         WHERE projection_name = p_projection AND generation = building.generation;
+    END IF;
+    UPDATE projectiond_generations SET stage = 'retired', retired_at = now()
+     WHERE projection_name = p_projection AND generation = live.generation;
+    UPDATE projectiond_generations SET stage = 'live', live_since = now()
+     WHERE projection_name = p_projection AND generation = building.generation;
+    UPDATE projectiond_projections
+       SET live_generation = building.generation, building_generation = NULL, swap_requested_at = NULL,
+           rebuild_requested_at = NULL, updated_at = now()
+     WHERE projection_name = p_projection;
+    DELETE FROM projection_checkpoints WHERE projection_name = p_projection AND generation = live.generation;
+    PERFORM pg_notify('projectiond_control', p_projection);
+    RETURN true;
+END
+$fn$;
+
 -- Every function of the schema resolves names in the schema it was installed
 -- in, whatever the caller's search_path (pg_dump restores with an empty one).
 DO $$
@@ -470,7 +582,8 @@ BEGIN
          WHERE p.pronamespace = current_schema()::regnamespace
            AND p.proname IN ('projectiond_partition_of', 'projectiond_begin_epoch', 'projectiond_foreign_rows',
                              'projectiond_append_epoch', 'projectiond_events_before_insert',
-                             'projectiond_events_before_update', 'projectiond_advance_checkpoint', 'append_events')
+                             'projectiond_events_before_update', 'projectiond_advance_checkpoint', 'append_events',
+                             'projectiond_swap_generation')
     LOOP
         EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I', fn, current_schema());
     END LOOP;

@@ -133,6 +133,13 @@ int dispatch(int argc, char** argv) {
     auto* resume_cmd = app.add_subcommand("resume", "process a paused projection again, or retry one that failed "
                                                     "(on_error: stop), without restarting any daemon");
     resume_cmd->add_option("NAME", resume_name, "projection to resume")->required();
+    std::string rebuild_name;
+    auto* rebuild_cmd = app.add_subcommand("rebuild", "rebuild a projection blue/green beside the live one and swap "
+                                                      "it in when caught up (needs a schema)");
+    rebuild_cmd->add_option("NAME", rebuild_name, "projection to rebuild")->required();
+    std::string prune_name;
+    auto* prune_cmd = app.add_subcommand("prune", "drop the schemas and checkpoints a swap retired");
+    prune_cmd->add_option("NAME", prune_name, "projection to prune")->required();
 
     DeadLetterOptions dead;
     std::string dead_name;
@@ -179,6 +186,12 @@ int dispatch(int argc, char** argv) {
     }
     if (*resume_cmd) {
         return run_pause(options, resume_name, false);
+    }
+    if (*rebuild_cmd) {
+        return run_rebuild(options, rebuild_name);
+    }
+    if (*prune_cmd) {
+        return run_prune(options, prune_name);
     }
     if (*check) {
         return run_check_config(options);

@@ -35,6 +35,10 @@ struct ResetOptions {
 };
 int run_reset(const GlobalOptions& options, const ResetOptions& reset);
 
+// rebuild NAME / prune NAME (blue/green versions)
+int run_rebuild(const GlobalOptions& options, const std::string& name);
+int run_prune(const GlobalOptions& options, const std::string& name);
+
 // pause NAME / resume NAME
 int run_pause(const GlobalOptions& options, const std::string& name, bool pause);
 

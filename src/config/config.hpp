@@ -65,6 +65,11 @@ struct Projection {
     SourceMark mark;
     SourceMark setup_mark;      // where `setup:` is written, for its SQL errors
     SourceMark partitions_mark; // where `partitions:` is written (the projection's mark when left out)
+    // This projection alone as a configuration document, its inherited
+    // settings written out: stored with a generation, so that the version
+    // that is live keeps running as it was built while a new one is built
+    // beside it (parse_config reads it back).
+    std::string definition;
 
     // The same work: a reload restarts a projection only when this changes.
     bool same_work(const Projection& other) const;

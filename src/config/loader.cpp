@@ -415,6 +415,22 @@ private:
         }
     }
 
+    // The projection as a configuration of its own, its inherited settings
+    // written out: what a generation was built from (config.hpp).
+    static std::string definition_of(const YAML::Node& item, const Projection& projection) {
+        YAML::Node own = YAML::Clone(item);
+        own["batch_size"] = projection.settings.batch_size;
+        own["poll_interval"] = format_duration(projection.settings.poll_interval);
+        own["on_error"] = projection.settings.on_error == OnError::skip ? "skip" : "stop";
+        own["max_retries"] = projection.settings.max_retries;
+        own["exec_timeout"] = format_duration(projection.settings.exec_timeout);
+        YAML::Node root;
+        root["projections"].push_back(own);
+        YAML::Emitter out;
+        out << root;
+        return out.c_str();
+    }
+
     void read_projections(const YAML::Node& node, Config& config) {
         if (!node.IsSequence()) {
             error(node.Mark(), "`projections` must be a list, each item starting with `- name: ...`");
@@ -452,6 +468,7 @@ private:
                                       *projection.schema, owner->second));
                 }
             }
+            projection.definition = definition_of(item, projection);
             config.projections.push_back(std::move(projection));
         }
         if (node.size() == 0) {

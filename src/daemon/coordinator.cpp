@@ -4,12 +4,14 @@
 #include "store/database_error.hpp"
 #include "store/frontier.hpp"
 #include "store/horizon_holder.hpp"
+#include "logging/log_context.hpp"
 #include "system/backoff.hpp"
 
 #include <poll.h>
 #include <sys/eventfd.h>
 
 #include <algorithm>
+#include <utility>
 #include <cerrno>
 #include <set>
 #include <system_error>
@@ -39,21 +41,6 @@ struct KeyOrder {
 // How many newly settled events one watch routes to the runners that want
 // them; beyond that every owning runner is simply woken.
 constexpr int routed_events = 1000;
-
-std::string text_array(const std::vector<std::string>& values) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < values.size(); ++i) {
-        out += i == 0 ? "\"" : ",\"";
-        for (const char c : values[i]) {
-            if (c == '"' || c == '\\') {
-                out += '\\';
-            }
-            out += c;
-        }
-        out += '"';
-    }
-    return out + "}";
-}
 
 } // namespace
 
@@ -342,28 +329,92 @@ void Coordinator::share(store::Connection& conn) {
 
 void Coordinator::obey_controls(store::Connection& conn) {
     const std::vector<std::string> names = supervisor_.projection_names();
-    const store::Result rows = conn.exec("SELECT projection_name, paused, coalesce(resumed_at::text, '') "
-                                         "FROM projectiond_projections WHERE projection_name = ANY ($1::text[])",
-                                         {text_array(names)});
-    std::map<std::string, bool> paused;
+    const auto states = store::generation_states(conn, names);
+    const auto running = supervisor_.running_generations();
+    std::map<std::string, store::GenerationState> by_name;
     std::set<std::string> resumed;
-    for (int row = 0; row < rows.rows(); ++row) {
-        const std::string name(rows.text(row, 0));
-        paused[name] = rows.boolean(row, 1);
-        const std::string resumed_at(rows.text(row, 2));
+    std::vector<std::string> refresh;
+    const auto now = Clock::now();
+    for (const auto& [name, state] : states) {
+        by_name[name] = state;
         const auto seen = resumed_seen_.find(name);
-        if (seen != resumed_seen_.end() && seen->second != resumed_at) {
+        if (seen != resumed_seen_.end() && seen->second != state.resumed_at) {
             resumed.insert(name);
         }
-        resumed_seen_[name] = resumed_at;
+        resumed_seen_[name] = state.resumed_at.value_or("");
+        // What runs here must be what the database says: the live generation
+        // and the one being built, or a rebuild that was asked for.
+        const auto it = running.find(name);
+        const bool mismatch = it == running.end() || it->second.live != state.live_generation ||
+                              it->second.building != state.building_generation || state.rebuild_requested;
+        if (mismatch) {
+            auto& asked = refresh_asked_[name];
+            if (now - asked >= 2s) {
+                asked = now;
+                refresh.push_back(name);
+            }
+        }
+    }
+    if (!refresh.empty()) {
+        std::lock_guard lock(refresh_mutex_);
+        for (auto& name : refresh) {
+            if (std::find(refresh_requests_.begin(), refresh_requests_.end(), name) == refresh_requests_.end()) {
+                refresh_requests_.push_back(std::move(name));
+            }
+        }
     }
     supervisor_.for_each_active([&](projection::Runner& runner) {
-        const auto it = paused.find(runner.projection().name);
-        runner.set_paused(it != paused.end() && it->second);
+        const auto it = by_name.find(runner.projection().name);
+        runner.set_paused(it != by_name.end() && it->second.paused);
+        runner.set_holding(it != by_name.end() && it->second.swap_requested);
         if (resumed.contains(runner.projection().name)) {
             runner.retry_failure();
         }
     });
+    advance_builds(conn, states);
+}
+
+std::vector<std::string> Coordinator::take_refresh_requests() {
+    std::lock_guard lock(refresh_mutex_);
+    return std::exchange(refresh_requests_, {});
+}
+
+// A building generation that has caught up is swapped in. When it is close,
+// the live one is asked to hold still for a moment (swap_requested_at), so
+// that under a steady stream of appends the new one can catch up exactly.
+void Coordinator::advance_builds(store::Connection& conn,
+                                 const std::vector<std::pair<std::string, store::GenerationState>>& states) {
+    const auto running = supervisor_.running_generations();
+    for (const auto& [name, state] : states) {
+        if (!state.building_generation) {
+            continue;
+        }
+        const auto it = running.find(name);
+        if (it == running.end() || it->second.building != state.building_generation) {
+            continue; // not built here (yet): its own daemons swap it
+        }
+        if (store::swap_generation(conn, name, *state.building_generation)) {
+            logging::ScopedProjection scope(name, std::nullopt);
+            spdlog::info("swapped in the new version (generation {}): readers now see it; the old one is kept "
+                         "until `projectiond prune {}`",
+                         *state.building_generation, name);
+            continue;
+        }
+        const store::Result close = conn.exec(R"sql(
+SELECT count(*) <= 1000 FROM (
+    SELECT 1 FROM events e,
+           (SELECT c.cursor_store_epoch, c.cursor_transaction_id, c.cursor_global_position
+              FROM projection_checkpoints c
+             WHERE c.projection_name = $1 AND c.generation = $2::integer
+             ORDER BY c.cursor_store_epoch, c.cursor_transaction_id, c.cursor_global_position LIMIT 1) b
+     WHERE (e.store_epoch, e.transaction_id, e.global_position)
+         > (b.cursor_store_epoch, b.cursor_transaction_id, b.cursor_global_position)
+     LIMIT 1001) n)sql",
+                                              {name, std::to_string(*state.building_generation)});
+        if (close.boolean(0, 0) && !state.swap_requested) {
+            store::request_swap(conn, name, true);
+        }
+    }
 }
 
 } // namespace projectiond::daemon

@@ -17,6 +17,7 @@
 #include "projection/frontier_board.hpp"
 #include "store/connection_pool.hpp"
 #include "store/daemon_registry.hpp"
+#include "store/generations.hpp"
 #include "store/progress.hpp"
 #include "observability/metrics.hpp"
 #include "system/unique_fd.hpp"
@@ -88,6 +89,10 @@ public:
     bool ready() const noexcept { return ready_.load(); }
     bool database_up() const noexcept { return database_up_.load(); }
     const ProgressBoard& progress() const noexcept { return progress_; }
+    // Projections whose generations changed in the database (a swap, a
+    // rebuild asked for, a build started or abandoned elsewhere): the main
+    // loop prepares them again.
+    std::vector<std::string> take_refresh_requests();
     Clock::time_point last_beat() const noexcept {
         return Clock::time_point(Clock::duration(heartbeat_.load(std::memory_order_relaxed)));
     }
@@ -98,6 +103,7 @@ private:
     void watch(store::Connection& conn);
     void share(store::Connection& conn);
     void obey_controls(store::Connection& conn);
+    void advance_builds(store::Connection& conn, const std::vector<std::pair<std::string, store::GenerationState>>& states);
     void sample(store::Connection& conn);
     void watch_watermark(store::Connection& conn, bool pending);
     void register_daemon(store::Connection& conn);
@@ -122,6 +128,9 @@ private:
     std::map<std::uint64_t, Clock::time_point> holders_warned_; // transaction -> last warning
     std::map<std::string, std::string> resumed_seen_;
     int last_granted_ = -1;
+    std::mutex refresh_mutex_;
+    std::vector<std::string> refresh_requests_;
+    std::map<std::string, Clock::time_point> refresh_asked_; // projection -> when last asked
 
     std::atomic<bool> ready_{false};
     std::atomic<bool> database_up_{false};

@@ -59,45 +59,16 @@ std::vector<const config::Projection*> all_of(const config::Config& config) {
     return out;
 }
 
-std::string where(const config::Config& config, const config::SourceMark& mark) {
-    return mark.line > 0 ? fmt::format("{}:{}:{}", config.source, mark.line, mark.column) : config.source;
-}
-
-// Runs the setups, compiles the handlers and registers the projections
-// (creating their checkpoint rows). Returns the live generation of each, or
-// throws config::ConfigError with every problem, each with its place.
-std::map<std::string, int> prepare_projections(store::Connection& conn, const config::Config& config,
-                                               const std::vector<const config::Projection*>& projections) {
-    run_setup(conn, projections);
-    std::vector<std::string> problems =
-        projection::check_handlers(conn, config, projections, projection::SetupHandling::already_run);
-    std::map<std::string, int> generations;
-    for (const config::Projection* projection : projections) {
-        const store::Registration registration =
-            store::register_projection(conn, projection->name, projection->partitions);
-        if (registration.other_partition_count) {
-            problems.push_back(fmt::format(
-                "{}: projection '{}' is configured for {} partitions but was processed in {}: aggregates would "
-                "change partition mid-stream. Keep `partitions: {}`, or rebuild the read model (a `version:` "
-                "bump with a `schema:`, or clear its tables and run `projectiond reset {}`)",
-                where(config, projection->mark), projection->name, projection->partitions,
-                *registration.other_partition_count, *registration.other_partition_count, projection->name));
-        }
-        generations[projection->name] = registration.generation;
-    }
-    if (!problems.empty()) {
-        throw config::ConfigError(fmt::format("{}", fmt::join(problems, "\n")));
-    }
-    return generations;
-}
 
 // A reload prepared off the main loop: the new configuration, what changes,
 // and the setups run and handlers checked, or why it cannot be applied.
 struct PreparedReload {
     std::optional<config::Config> next;
-    std::map<std::string, int> generations;
+    std::vector<std::string> restart; // projections whose runners are replaced
+    std::vector<RunSpec> specs;       // ... by these
     std::string error;
     bool interrupted = false;
+    bool refresh = false; // generations changed (a swap, a rebuild), not the file
 };
 
 class Daemon {
@@ -118,14 +89,14 @@ public:
         spdlog::info("projectiond {} starting: {} projection{}, configuration {}", PROJECTIOND_VERSION,
                      config_.projections.size(), config_.projections.size() == 1 ? "" : "s", config_.source);
         notifier_.status("starting");
-        std::map<std::string, int> generations;
-        if (const int code = prepare_database(generations); code >= 0) {
+        std::vector<RunSpec> specs;
+        if (const int code = prepare_database(specs); code >= 0) {
             return code;
         }
         engine_ = std::make_unique<Engine>(
             EngineSettings{store::connect_options(config_.database, options_.database_url), config_, identity()});
-        for (const auto& projection : config_.projections) {
-            engine_->supervisor().start(projection, generations.at(projection.name));
+        for (const RunSpec& spec : specs) {
+            engine_->supervisor().start(spec);
         }
         engine_->start_coordinator();
         set_shared_config(config_);
@@ -269,7 +240,7 @@ private:
 
     // Waits for the database, checks the schema, runs the setups and
     // registers the projections. Returns an exit code to leave with, or -1.
-    int prepare_database(std::map<std::string, int>& generations) {
+    int prepare_database(std::vector<RunSpec>& specs) {
         system::Backoff backoff(500ms, 30s);
         for (;;) {
             try {
@@ -289,7 +260,7 @@ private:
                                   schema.applied_version, schema.latest_version);
                     return exit_unavailable;
                 }
-                generations = prepare_projections(conn, config_, all_of(config_));
+                specs = prepare_projections(conn, config_, all_of(config_));
                 return -1;
             } catch (const store::Interrupted&) {
                 return exit_ok;
@@ -380,6 +351,9 @@ private:
             }
             engine_->supervisor().reap();
             finish_reload_if_done();
+            if (ready && !draining && !reload_) {
+                begin_refresh(engine_->coordinator().take_refresh_requests());
+            }
 
             const auto now = Clock::now();
             if (!ready && !draining && engine_->coordinator().ready() && engine_->supervisor().all_started()) {
@@ -455,6 +429,19 @@ private:
     // run and its handlers checked on a pooled connection, off the main loop;
     // only when all of that succeeded is anything swapped. A failure changes
     // nothing.
+    // Generations changed in the database (a swap, a rebuild asked for, a
+    // build started or abandoned by another daemon): the projections'
+    // runners are prepared again, like a reload of just them.
+    void begin_refresh(std::vector<std::string> names) {
+        if (reload_ || names.empty()) {
+            return;
+        }
+        spdlog::debug("preparing again: {}", fmt::join(names, ", "));
+        reload_cancelled_ = false;
+        reload_ = std::async(std::launch::async,
+                             [this, current = config_, names = std::move(names)] { return prepare_reload(current, names); });
+    }
+
     void begin_reload() {
         if (reload_) {
             reload_pending_ = true; // one at a time; this one comes after
@@ -463,7 +450,7 @@ private:
         notifier_.reloading();
         spdlog::info("SIGHUP received: reloading {}", options_.config_path);
         reload_cancelled_ = false;
-        reload_ = std::async(std::launch::async, [this, current = config_] { return prepare_reload(current); });
+        reload_ = std::async(std::launch::async, [this, current = config_] { return prepare_reload(current, {}); });
     }
 
     // A changed http.listen: the new server replaces the old one only once it
@@ -483,18 +470,33 @@ private:
         }
     }
 
-    PreparedReload prepare_reload(const config::Config& current) {
+    // `refresh`: not a new file, only these projections' generations to
+    // bring in line with the database (a swap or rebuild elsewhere).
+    PreparedReload prepare_reload(const config::Config& current, const std::vector<std::string>& refresh) {
         PreparedReload prepared;
         try {
-            config::Config next = config::load_config_file(options_.config_path);
-            const ReloadPlan plan = plan_reload(current, next);
-            if (!plan.start.empty()) {
+            config::Config next = refresh.empty() ? config::load_config_file(options_.config_path) : current;
+            std::vector<const config::Projection*> start;
+            if (refresh.empty()) {
+                const ReloadPlan plan = plan_reload(current, next);
+                prepared.restart = plan.stop;
+                start = plan.start;
+            } else {
+                prepared.refresh = true;
+                for (const auto& name : refresh) {
+                    if (const config::Projection* projection = next.find(name)) {
+                        prepared.restart.push_back(name);
+                        start.push_back(projection);
+                    }
+                }
+            }
+            if (!start.empty()) {
                 auto lease = engine_->pool().acquire(current.database.statement_timeout + 5s, &reload_interrupt_);
                 if (!lease) {
                     throw std::runtime_error("no database connection became free to run the setups");
                 }
                 try {
-                    prepared.generations = prepare_projections(lease->conn(), next, plan.start);
+                    prepared.specs = prepare_projections(lease->conn(), next, start);
                 } catch (...) {
                     lease->discard();
                     throw;
@@ -504,7 +506,11 @@ private:
         } catch (const store::Interrupted&) {
             prepared.interrupted = true;
         } catch (const config::ConfigError& error) {
-            prepared.error = fmt::format("the new configuration is invalid; keeping the running one:\n{}", error.what());
+            prepared.error = refresh.empty()
+                                 ? fmt::format("the new configuration is invalid; keeping the running one:\n{}",
+                                               error.what())
+                                 : fmt::format("could not prepare {} again: {}", fmt::join(refresh, ", "),
+                                               error.what());
         } catch (const std::exception& error) {
             prepared.error = fmt::format("reload failed, keeping the running configuration: {}", error.what());
         }
@@ -533,21 +539,27 @@ private:
         }
         if (!prepared.next) {
             spdlog::error("{}", prepared.error);
-            notifier_.ready();
+            if (!prepared.refresh) {
+                notifier_.ready();
+            }
             return;
         }
         config::Config next = std::move(*prepared.next);
-        const ReloadPlan plan = plan_reload(config_, next);
-        for (const auto& name : plan.stop) {
+        for (const auto& name : prepared.restart) {
             engine_->supervisor().retire(name);
         }
         if (!(config_.database == next.database) || config_.daemon.max_connections != next.daemon.max_connections ||
             config_.daemon.lease_timeout != next.daemon.lease_timeout) {
             engine_->pool().reconfigure(pool_options(connect(next), next));
         }
-        for (const config::Projection* projection : plan.start) {
-            engine_->supervisor().start(*projection, prepared.generations.at(projection->name));
+        for (const RunSpec& spec : prepared.specs) {
+            engine_->supervisor().start(spec);
         }
+        if (prepared.refresh) {
+            engine_->coordinator().poke();
+            return;
+        }
+        const ReloadPlan plan = plan_reload(config_, next);
         engine_->coordinator().reconfigure(coordinator_settings(connect(next), next, identity()));
         if (next.http.listen != config_.http.listen) {
             reopen_http(next);

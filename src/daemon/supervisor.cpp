@@ -40,16 +40,17 @@ Supervisor::~Supervisor() {
     join_all();
 }
 
-void Supervisor::start(const config::Projection& projection, int generation) {
+void Supervisor::start(const RunSpec& spec) {
     std::vector<std::unique_ptr<projection::Runner>> started;
-    for (int partition = 0; partition < projection.partitions; ++partition) {
+    for (int partition = 0; partition < spec.projection.partitions; ++partition) {
         std::uint64_t id = 0;
         {
             std::lock_guard lock(mutex_);
             id = next_runner_id_++;
         }
         auto runner = std::make_unique<projection::Runner>(
-            projection, store::PartitionKey{projection.name, generation, partition}, services_, id);
+            spec.projection, store::PartitionKey{spec.projection.name, spec.generation, partition}, spec.schema,
+            spec.building, services_, id);
         runner->start();
         started.push_back(std::move(runner));
     }
@@ -156,6 +157,16 @@ std::vector<std::string> Supervisor::projection_names() const {
         }
     }
     return names;
+}
+
+std::map<std::string, Supervisor::Running> Supervisor::running_generations() const {
+    std::lock_guard lock(mutex_);
+    std::map<std::string, Running> out;
+    for (const auto& runner : active_) {
+        Running& running = out[runner->projection().name];
+        (runner->building() ? running.building : running.live) = runner->key().generation;
+    }
+    return out;
 }
 
 bool Supervisor::all_started() const {

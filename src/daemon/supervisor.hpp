@@ -28,6 +28,15 @@ struct ReloadPlan {
 // section restarts every projection.
 ReloadPlan plan_reload(const config::Config& current, const config::Config& next);
 
+// One generation of a projection to run: the definition it runs and where
+// its tables are.
+struct RunSpec {
+    config::Projection projection;
+    int generation = 1;
+    std::optional<std::string> schema;
+    bool building = false; // a new version built beside the live one
+};
+
 class Supervisor {
 public:
     explicit Supervisor(projection::RunnerServices services);
@@ -35,7 +44,9 @@ public:
     Supervisor& operator=(const Supervisor&) = delete;
     ~Supervisor();
 
-    void start(const config::Projection& projection, int generation);
+    void start(const RunSpec& spec);
+    // A projection without schema or version (tests and benchmarks).
+    void start(const config::Projection& projection, int generation) { start(RunSpec{projection, generation, {}, false}); }
     // Drains the runners of `name`; they are joined by reap().
     void retire(const std::string& name);
 
@@ -50,6 +61,12 @@ public:
     void for_each_active(const std::function<void(projection::Runner&)>& visit) const;
     bool retiring(const store::PartitionKey& key) const;
     std::vector<std::string> projection_names() const;
+    // The generations each projection runs here: live, and building if any.
+    struct Running {
+        std::optional<int> live;
+        std::optional<int> building;
+    };
+    std::map<std::string, Running> running_generations() const;
 
     // Every runner's thread runs and knows what it owns.
     bool all_started() const;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -23,6 +24,10 @@ std::string header(const StatusEntry& entry) {
     std::string line = p.partitions > 1
                            ? fmt::format("Projection: {} (partition {} of {})", p.projection, p.partition, p.partitions)
                            : fmt::format("Projection: {}", p.projection);
+    if (p.building) {
+        line += fmt::format(" - new version {} being built{}", p.version,
+                            p.schema ? fmt::format(" in schema {}", *p.schema) : "");
+    }
     if (!entry.configured) {
         line += " (not in the configuration)";
     }
@@ -41,6 +46,8 @@ const char* phase_name(Phase phase) {
         return "paused";
     case Phase::failed:
         return "failed";
+    case Phase::rebuilding:
+        return "rebuilding";
     }
     return "unknown";
 }
@@ -55,6 +62,9 @@ std::string count(std::int64_t n, bool estimated) {
 Phase phase_of(const store::PartitionProgress& progress) {
     if (progress.state == "failed") {
         return Phase::failed;
+    }
+    if (progress.building) {
+        return Phase::rebuilding;
     }
     if (progress.paused) {
         return Phase::paused;
@@ -72,8 +82,16 @@ bool any_failed(const std::vector<StatusEntry>& entries) {
 
 std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, const config::Config& config,
                                         const std::vector<std::string>& names, std::vector<std::string>* unknown) {
-    std::map<std::pair<std::string, int>, StatusEntry> entries;
+    // By name, then the live generation before the one being built, then partition.
+    std::map<std::tuple<std::string, bool, int>, StatusEntry> entries;
+    std::set<std::string> stored_names;
+    for (const auto& stored : progress.partitions) {
+        stored_names.insert(stored.projection);
+    }
     for (const auto& projection : config.projections) {
+        if (stored_names.contains(projection.name)) {
+            continue; // its rows say how many partitions it has
+        }
         for (int partition = 0; partition < projection.partitions; ++partition) {
             StatusEntry entry;
             entry.configured = true;
@@ -82,11 +100,11 @@ std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, co
             entry.progress.partitions = projection.partitions;
             entry.progress.remaining = progress.total_events;
             entry.progress.remaining_estimated = progress.total_estimated;
-            entries.emplace(std::pair(projection.name, partition), std::move(entry));
+            entries.emplace(std::tuple(projection.name, false, partition), std::move(entry));
         }
     }
     for (const auto& stored : progress.partitions) {
-        auto& entry = entries[std::pair(stored.projection, stored.partition)];
+        auto& entry = entries[std::tuple(stored.projection, stored.building, stored.partition)];
         entry.configured = config.find(stored.projection) != nullptr;
         entry.progress = stored;
     }
@@ -94,8 +112,9 @@ std::vector<StatusEntry> status_entries(const store::StoreProgress& progress, co
     std::set<std::string> wanted(names.begin(), names.end());
     std::set<std::string> found;
     for (auto& [key, entry] : entries) {
-        if (wanted.empty() || wanted.contains(key.first)) {
-            found.insert(key.first);
+        const std::string& name = std::get<0>(key);
+        if (wanted.empty() || wanted.contains(name)) {
+            found.insert(name);
             out.push_back(std::move(entry));
         }
     }
@@ -142,6 +161,16 @@ std::string render_status_text(const store::StoreProgress& progress, const std::
         case Phase::paused:
             out += fmt::format("Status: Paused (behind by {} events); `projectiond resume {}` continues\n",
                                count(p.remaining, p.remaining_estimated), p.projection);
+            break;
+        case Phase::rebuilding:
+            out += fmt::format("Status: Rebuilding, {:.1f}% complete ({} events to go, {:.0f} events/s{})\n",
+                               percent_complete(progress, p), count(p.remaining, p.remaining_estimated),
+                               p.events_per_second,
+                               p.events_per_second > 0 && p.remaining > 0
+                                   ? fmt::format(", about {} s left",
+                                                 static_cast<long long>(static_cast<double>(p.remaining) /
+                                                                        p.events_per_second))
+                                   : "");
             break;
         case Phase::failed:
             out += fmt::format("Status: Failed at position {} (event {}): {}\n",
@@ -193,6 +222,13 @@ nlohmann::json render_status_json(const store::StoreProgress& progress, const st
             {"paused", p.paused},
             {"running", p.running},
             {"events_processed", p.events_processed},
+            {"version", p.version},
+            {"schema", p.schema ? nlohmann::json(*p.schema) : nlohmann::json(nullptr)},
+            {"rebuilding", p.building},
+            {"events_per_second", p.events_per_second},
+            {"eta_seconds", p.building && p.events_per_second > 0
+                                ? nlohmann::json(static_cast<double>(p.remaining) / p.events_per_second)
+                                : nlohmann::json(nullptr)},
             {"error", p.last_error ? nlohmann::json(*p.last_error) : nlohmann::json(nullptr)},
             {"failed_position", p.failed_position ? nlohmann::json(*p.failed_position) : nlohmann::json(nullptr)},
             {"failed_event_id", p.failed_event_id ? nlohmann::json(*p.failed_event_id) : nlohmann::json(nullptr)},

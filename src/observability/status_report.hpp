@@ -18,7 +18,7 @@ struct StatusEntry {
     bool configured = false; // named by the configuration (else only found in the database)
 };
 
-enum class Phase { not_started, behind, caught_up, paused, failed };
+enum class Phase { not_started, behind, caught_up, paused, failed, rebuilding };
 
 Phase phase_of(const store::PartitionProgress& progress);
 

@@ -1,6 +1,7 @@
 #include "projection/batch_applier.hpp"
 
 #include "config/parameter_types.hpp"
+#include "store/generations.hpp"
 
 #include <array>
 #include <vector>
@@ -32,19 +33,54 @@ struct Slot {
     const PlannedStatement* statement = nullptr; // a handler's, to name its parameters in messages
 };
 
+// Names resolve at PREPARE time: in the projection's schema first, as when
+// the statements run (each batch sets the same search_path for its
+// transaction). The session's own search_path comes back afterwards.
+class SchemaWhilePreparing {
+public:
+    SchemaWhilePreparing(store::Connection& conn, const std::optional<std::string>& schema,
+                         const store::PartitionKey& key)
+        : conn_(conn), schema_(schema), key_(key) {}
+    SchemaWhilePreparing(const SchemaWhilePreparing&) = delete;
+    SchemaWhilePreparing& operator=(const SchemaWhilePreparing&) = delete;
+    ~SchemaWhilePreparing() {
+        if (set_ && conn_.healthy()) {
+            try {
+                conn_.exec("RESET search_path");
+            } catch (const std::exception&) {
+                // The connection is discarded by its borrower.
+            }
+        }
+    }
+    void enter() {
+        if (schema_ && !set_) {
+            conn_.exec(store::generation_search_path_sql(false), {key_.projection, std::to_string(key_.generation)});
+            set_ = true;
+        }
+    }
+
+private:
+    store::Connection& conn_;
+    const std::optional<std::string>& schema_;
+    const store::PartitionKey& key_;
+    bool set_ = false;
+};
+
 } // namespace
 
-BatchApplier::BatchApplier(const ReadPlan& plan, store::PartitionKey key, std::string statement_prefix,
-                           RunnerHealth& health)
-    : plan_(plan), key_(std::move(key)), prefix_(std::move(statement_prefix)),
+BatchApplier::BatchApplier(const ReadPlan& plan, store::PartitionKey key, std::optional<std::string> schema,
+                           std::string statement_prefix, RunnerHealth& health)
+    : plan_(plan), key_(std::move(key)), schema_(std::move(schema)), prefix_(std::move(statement_prefix)),
       generation_(std::to_string(key_.generation)), partition_(std::to_string(key_.partition)), health_(health) {}
 
 void BatchApplier::prepare(store::ConnectionPool::Lease& lease) {
+    SchemaWhilePreparing schema_scope(lease.conn(), schema_, key_);
     const auto prepare_one = [&](const std::string& name, const std::string& sql, const std::vector<Oid>& types) {
         const std::string full = prefix_ + name;
         if (lease.is_prepared(full) || unprepared_.contains(name)) {
             return;
         }
+        schema_scope.enter();
         lease->prepare(full, sql, types);
         lease.mark_prepared(full);
     };
@@ -71,6 +107,7 @@ void BatchApplier::prepare_code(store::ConnectionPool::Lease& lease, const Batch
     if (request.code == nullptr) {
         return;
     }
+    SchemaWhilePreparing schema_scope(lease.conn(), schema_, key_);
     for (int row = 0; row < request.handle_count && row < static_cast<int>(request.code->size()); ++row) {
         for (const handlers::Statement& statement : (*request.code)[static_cast<std::size_t>(row)]) {
             auto [it, inserted] = code_names_.try_emplace(statement.sql, prefix_ + "c" + std::to_string(code_names_.size()));
@@ -78,6 +115,7 @@ void BatchApplier::prepare_code(store::ConnectionPool::Lease& lease, const Batch
                 continue;
             }
             try {
+                schema_scope.enter();
                 lease->prepare(it->second, statement.sql);
                 lease.mark_prepared(it->second);
             } catch (const store::DatabaseError& error) {
@@ -136,6 +174,10 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
     conn.enter_pipeline();
     conn.send("BEGIN", {});
     slots.push_back({Slot::begin});
+    if (schema_) {
+        conn.send(store::generation_search_path_sql(true), {key_.projection, generation_});
+        slots.push_back({Slot::begin});
+    }
     std::string positions; // a batch handler's run, as a bigint[] literal
     for (int row = 0; row < request.handle_count;) {
         const PlannedHandler* handler = plan_.handler_for(rows.text(row, col_event_type));

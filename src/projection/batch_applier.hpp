@@ -47,7 +47,9 @@ struct BatchOutcome {
 
 class BatchApplier {
 public:
-    BatchApplier(const ReadPlan& plan, store::PartitionKey key, std::string statement_prefix, RunnerHealth& health);
+    // `schema`: the projection's schema, put first in the batch's search_path.
+    BatchApplier(const ReadPlan& plan, store::PartitionKey key, std::optional<std::string> schema,
+                 std::string statement_prefix, RunnerHealth& health);
 
     // Prepares the statements on this connection unless they already are.
     // A handler statement that does not prepare (say, its table was dropped)
@@ -68,6 +70,7 @@ private:
 
     const ReadPlan& plan_;
     store::PartitionKey key_;
+    std::optional<std::string> schema_;
     std::string prefix_;
     std::string generation_;
     std::string partition_;

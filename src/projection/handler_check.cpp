@@ -4,6 +4,7 @@
 #include "config/parameter_types.hpp"
 #include "handlers/code_handler_factory.hpp"
 #include "store/database_error.hpp"
+#include "store/generations.hpp"
 #include "store/transaction.hpp"
 
 #include <fmt/format.h>
@@ -69,14 +70,25 @@ std::vector<Oid> type_oids(const config::RewrittenSql& statement) {
 
 std::vector<config::Located> find_handler_problems(store::Connection& conn,
                                                    const std::vector<const config::Projection*>& projections,
-                                                   SetupHandling setup) {
+                                                   SetupHandling setup, const SchemaOf& schema_of) {
     std::vector<config::Located> problems;
     // Everything happens in one transaction that is rolled back: the check
     // leaves no trace, and each attempt sits in a savepoint so that one
     // failure does not hide the next.
     store::Transaction tx(conn); // never committed: rolled back when it goes
+    const std::string search_path(conn.exec("SELECT current_setting('search_path')").text(0, 0));
     {
         for (const config::Projection* projection : projections) {
+            // Each projection's names resolve in its own schema first.
+            const std::optional<std::string> schema = schema_of ? schema_of(*projection) : std::nullopt;
+            if (schema) {
+                conn.exec("SELECT set_config('search_path', $1, true)", {search_path});
+                conn.exec(fmt::format("CREATE SCHEMA IF NOT EXISTS {}",
+                                      std::string(conn.exec("SELECT quote_ident($1)", {*schema}).text(0, 0))));
+                store::use_schema(conn, *schema, true);
+            } else {
+                conn.exec("SELECT set_config('search_path', $1, true)", {search_path});
+            }
             if (setup == SetupHandling::run_and_roll_back && !projection->setup.empty()) {
                 conn.exec("SAVEPOINT setup");
                 try {

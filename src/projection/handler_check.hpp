@@ -16,6 +16,9 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+#include <optional>
+
 namespace projectiond::projection {
 
 enum class SetupHandling {
@@ -25,9 +28,12 @@ enum class SetupHandling {
 
 // Each problem with where it is written, in the order found.
 // A lost connection is thrown (store::DatabaseError).
+// `schema_of` names the schema a projection's setup and handlers run in
+// (put first in the search_path; created for the check when missing).
+using SchemaOf = std::function<std::optional<std::string>(const config::Projection&)>;
 std::vector<config::Located> find_handler_problems(store::Connection& conn,
                                                    const std::vector<const config::Projection*>& projections,
-                                                   SetupHandling setup);
+                                                   SetupHandling setup, const SchemaOf& schema_of = {});
 
 // exec programs that cannot be run and plugins that do not load or speak
 // another ABI: no database needed.

@@ -34,11 +34,14 @@ std::string describe(const store::DatabaseError& error) {
 
 } // namespace
 
-Runner::Runner(config::Projection projection, store::PartitionKey key, RunnerServices services, std::uint64_t id)
-    : projection_(std::move(projection)), key_(std::move(key)), services_(services), id_(id),
-      plan_(projection_, key_.partition) {
+Runner::Runner(config::Projection projection, store::PartitionKey key, std::optional<std::string> schema,
+               bool building, RunnerServices services, std::uint64_t id)
+    : projection_(std::move(projection)), key_(std::move(key)), schema_(std::move(schema)), building_(building),
+      services_(services), id_(id), plan_(projection_, key_.partition) {
     if (services_.metrics != nullptr) {
-        metrics_ = &services_.metrics->partition(projection_.name, key_.partition);
+        // A new version being built gets series of its own beside the live one's.
+        metrics_ = &services_.metrics->partition(building_ ? projection_.name + "@rebuild" : projection_.name,
+                                                 key_.partition);
     }
     interrupt_.fd = control_.fd();
     interrupt_.give_up = [this] { return control_.consume(threshold_.load()); };
@@ -103,6 +106,17 @@ void Runner::set_paused(bool paused) {
             return;
         }
         grant_.paused = paused;
+    }
+    control_.wake();
+}
+
+void Runner::set_holding(bool holding) {
+    {
+        std::lock_guard lock(grant_mutex_);
+        if (grant_.holding == holding) {
+            return;
+        }
+        grant_.holding = holding;
     }
     control_.wake();
 }
@@ -197,7 +211,7 @@ void Runner::count_failure(observability::FailureKind kind) {
 void Runner::main() noexcept {
     logging::ScopedProjection log_scope(projection_.name, key_.partition);
     system::Backoff reconnect(250ms, 30s);
-    BatchApplier applier(plan_, key_, statement_prefix(), health_);
+    BatchApplier applier(plan_, key_, schema_, statement_prefix(), health_);
     health_.update([](RunnerSnapshot& s) { s.started = true; });
 
     while (!control_.at_least(StopLevel::drain)) {
@@ -220,6 +234,13 @@ void Runner::main() noexcept {
         }
         if (loaded_for_ != grant.owner) {
             failed_ = false; // a new ownership retries a recorded failure
+        }
+        if (grant.holding && !building_) {
+            control_.take_wake();
+            if (!control_.wait_until(Clock::now() + 100ms, StopLevel::drain)) {
+                break;
+            }
+            continue;
         }
         if (grant.paused) {
             set_state(RunnerState::paused);

@@ -37,7 +37,11 @@ struct RunnerServices {
 
 class Runner {
 public:
-    Runner(config::Projection projection, store::PartitionKey key, RunnerServices services, std::uint64_t id);
+    // `schema`: where its read model's tables are (its statements run with
+    // that search_path first); `building`: a new version built beside the
+    // live one.
+    Runner(config::Projection projection, store::PartitionKey key, std::optional<std::string> schema, bool building,
+           RunnerServices services, std::uint64_t id);
     Runner(const Runner&) = delete;
     Runner& operator=(const Runner&) = delete;
     // Aborts the runner if it is still going, and joins its thread.
@@ -53,6 +57,9 @@ public:
     void revoke();          // another daemon has it now: stop at once
     void request_release(); // give it back at the next batch boundary
     void set_paused(bool paused);
+    // A swap of generations is about to happen: a live runner takes no new
+    // batch for a moment, so the new generation can catch up with it exactly.
+    void set_holding(bool holding);
     void retry_failure(); // `projectiond resume` of a failed partition
     void wake() noexcept { control_.wake(); }
     // The ownership the runner works under, if any.
@@ -63,6 +70,8 @@ public:
 
     const config::Projection& projection() const noexcept { return projection_; }
     const store::PartitionKey& key() const noexcept { return key_; }
+    const std::optional<std::string>& schema() const noexcept { return schema_; }
+    bool building() const noexcept { return building_; }
     const RunnerHealth& health() const noexcept { return health_; }
     std::uint64_t id() const noexcept { return id_; }
     // The prefix of the names of its statements prepared on pooled connections.
@@ -73,6 +82,7 @@ private:
         std::optional<store::Ownership> owner;
         bool release = false;
         bool paused = false;
+        bool holding = false;
         bool retry = false;
     };
     enum class BatchEnd { committed, failed_and_stopped, drained };
@@ -100,6 +110,8 @@ private:
 
     config::Projection projection_;
     store::PartitionKey key_;
+    std::optional<std::string> schema_;
+    bool building_ = false;
     RunnerServices services_;
     std::uint64_t id_;
     ReadPlan plan_;

@@ -50,36 +50,6 @@ std::string owned_by_live_daemon_sql(std::string_view alias) {
                        alias);
 }
 
-Registration register_projection(Connection& conn, const std::string& projection, int partitions) {
-    Transaction tx(conn);
-    // One projection's rows are created under one lock, so two daemons with
-    // different partition counts cannot both create theirs.
-    conn.exec("SELECT pg_advisory_xact_lock($1::integer, hashtext($2))",
-              {std::to_string(projection_creation_lock_namespace), projection});
-    conn.exec("INSERT INTO projectiond_projections (projection_name) VALUES ($1) "
-              "ON CONFLICT (projection_name) DO NOTHING",
-              {projection});
-    const Result live =
-        conn.exec("SELECT live_generation FROM projectiond_projections WHERE projection_name = $1", {projection});
-    Registration registration;
-    registration.generation = static_cast<int>(live.int64(0, 0));
-    const Result counts = conn.exec("SELECT min(partition_count), max(partition_count) FROM projection_checkpoints "
-                                    "WHERE projection_name = $1 AND generation = $2::integer",
-                                    {projection, std::to_string(registration.generation)});
-    if (!counts.is_null(0, 0) && (counts.int64(0, 0) != partitions || counts.int64(0, 1) != partitions)) {
-        registration.other_partition_count =
-            static_cast<int>(counts.int64(0, 0) != partitions ? counts.int64(0, 0) : counts.int64(0, 1));
-        return registration; // rolled back: nothing to create
-    }
-    conn.exec(R"sql(
-INSERT INTO projection_checkpoints (projection_name, generation, partition_index, partition_count)
-SELECT $1, $2::integer, i, $3::integer FROM generate_series(0, $3::integer - 1) AS i
-ON CONFLICT (projection_name, generation, partition_index) DO NOTHING)sql",
-              {projection, std::to_string(registration.generation), std::to_string(partitions)});
-    tx.commit();
-    return registration;
-}
-
 Checkpoint load_checkpoint(Connection& conn, const PartitionKey& key) {
     const Result result = conn.exec(fmt::format(R"sql(
 SELECT cursor_store_epoch, cursor_transaction_id::text, cursor_global_position, last_global_position,

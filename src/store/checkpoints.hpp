@@ -62,15 +62,6 @@ struct Checkpoint {
     Ownership owner;
 };
 
-// Registers a projection and creates the rows of its live generation when
-// missing, unless its stored rows were written for another partition count:
-// then nothing is created and that count is returned.
-struct Registration {
-    int generation = 1;
-    std::optional<int> other_partition_count;
-};
-Registration register_projection(Connection& conn, const std::string& projection, int partitions);
-
 // Throws DatabaseError PJ002 when the row is gone.
 Checkpoint load_checkpoint(Connection& conn, const PartitionKey& key);
 

@@ -47,11 +47,15 @@ SELECT c.projection_name, c.generation, c.partition_index, c.partition_count, c.
        c.events_processed, c.state, c.last_error, c.failed_global_position,
        (SELECT f.event_id::text FROM events f WHERE f.global_position = c.failed_global_position),
        to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-       {1} AS running, c.owner, coalesce(p.paused, false)
+       {1} AS running, c.owner, coalesce(p.paused, false),
+       c.generation IS NOT DISTINCT FROM p.building_generation AS building,
+       coalesce(g.version, 1), g.schema_name,
+       coalesce(c.events_processed / nullif(extract(epoch FROM clock_timestamp() - g.created_at), 0), 0)::float8
   FROM projection_checkpoints c
   LEFT JOIN projectiond_projections p ON p.projection_name = c.projection_name
- WHERE c.generation = coalesce(p.live_generation, c.generation)
- ORDER BY c.projection_name, c.partition_index)sql",
+  LEFT JOIN projectiond_generations g ON g.projection_name = c.projection_name AND g.generation = c.generation
+ WHERE c.generation = coalesce(p.live_generation, c.generation) OR c.generation = p.building_generation
+ ORDER BY c.projection_name, c.generation IS NOT DISTINCT FROM p.building_generation, c.partition_index)sql",
                                               exact_count_limit, owned_by_live_daemon_sql("c")),
                                   {std::to_string(progress.max_global_position)});
     for (int row = 0; row < rows.rows(); ++row) {
@@ -76,6 +80,10 @@ SELECT c.projection_name, c.generation, c.partition_index, c.partition_count, c.
         p.running = rows.boolean(row, 14);
         p.owner = rows.optional_text(row, 15);
         p.paused = rows.boolean(row, 16);
+        p.building = rows.boolean(row, 17);
+        p.version = static_cast<int>(rows.int64(row, 18));
+        p.schema = rows.optional_text(row, 19);
+        p.events_per_second = std::stod(std::string(rows.text(row, 20)));
         progress.partitions.push_back(std::move(p));
     }
     progress.daemons = live_daemons(conn);

@@ -37,6 +37,11 @@ struct PartitionProgress {
     bool running = false;             // a live daemon owns it right now
     std::optional<std::string> owner; // host and pid of that daemon (or of the last one)
     bool paused = false;
+    // A new version built beside the live one (blue/green).
+    bool building = false;
+    int version = 1;
+    std::optional<std::string> schema;
+    double events_per_second = 0; // a building generation's average since it began
 
     bool started() const noexcept { return last_global_position > 0 || events_processed > 0; }
 };

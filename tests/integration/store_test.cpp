@@ -1,5 +1,6 @@
 // The event store schema, its SQL functions and the store layer, against a real PostgreSQL.
 #include "store/checkpoints.hpp"
+#include "store/generations.hpp"
 #include "store/daemon_registry.hpp"
 #include "store/database_error.hpp"
 #include "store/demo_events.hpp"
