@@ -95,7 +95,9 @@ void Coordinator::poke() noexcept {
 }
 
 void Coordinator::main() noexcept {
-    system::Backoff backoff(250ms, 30s);
+    // Short: the lease is renewed only while connected, and a few seconds
+    // of retrying cost nothing next to losing every partition.
+    system::Backoff backoff(250ms, 2s);
     while (!stopping() || (finish_ && daemon_id_)) {
         beat();
         CoordinatorSettings settings;

@@ -381,7 +381,7 @@ TEST_SUITE("command line") {
         CHECK(lines_with(result.err, config.path()).size() == 1);
     }
 
-    TEST_CASE("check-config compiles a quoted JSON key, and skips exec and plugin handlers") {
+    TEST_CASE("check-config compiles a quoted JSON key; it checks exec programs and plugins as code, not SQL") {
         TestDatabase db;
         TempFile config(R"(projections:
   - name: orders
@@ -391,10 +391,20 @@ TEST_SUITE("command line") {
         INSERT INTO orders (id, total)
         VALUES (:payload."order-id", :payload.totals."incl. tax"::numeric)
       OrderShipped: {exec: [/bin/true]}
-      OrderPaid: {plugin: /nonexistent/plugin.so}
 )");
         const auto result = against(db, {"-c", config.path(), "check-config"});
         CHECK_MESSAGE(result.exit_code == 0, result.err);
+        config.write(R"(projections:
+  - name: orders
+    handlers:
+      OrderShipped: {exec: [/nonexistent/program]}
+      OrderPaid: {plugin: /nonexistent/plugin.so}
+)");
+        const auto refused = against(db, {"-c", config.path(), "check-config"});
+        CHECK(refused.exit_code == 78);
+        CHECK(contains(refused.err, config.path() + ":4:"));
+        CHECK(contains(refused.err, config.path() + ":5:"));
+        CHECK(contains(refused.err, "/nonexistent/plugin.so"));
     }
 
     TEST_CASE("check-config against a database without the event store says it checked nothing there") {

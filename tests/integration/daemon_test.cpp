@@ -276,7 +276,14 @@ projections:
         start_cluster();
         append(db, 2);
         CHECK(wait_until([&] { return db.number("SELECT count(*) FROM slow_seen") == 5; }, 60s));
-        CHECK(notify.wait_for("STATUS=1 projection: 1 caught up", 30s, 2));
+        const bool recovered = notify.wait_for("STATUS=1 projection: 1 caught up", 30s, 2);
+        if (!recovered) {
+            for (const auto& message : notify.matching("STATUS=")) {
+                MESSAGE(message.text);
+            }
+            MESSAGE(daemon.log());
+        }
+        CHECK(recovered);
         CHECK(daemon.stop(SIGTERM) == 0);
     }
 
