@@ -142,6 +142,26 @@ projections:
 )",
                                              max_position);
 
+    const double batch_upsert = bench.catch_up(R"(defaults:
+  batch_size: 1000
+projections:
+  - name: batch_upsert
+    setup: CREATE TABLE IF NOT EXISTS users_batch (id text PRIMARY KEY, email text, name text)
+    handlers:
+      UserCreated:
+        batch: |
+          INSERT INTO users_batch (id, email, name)
+          SELECT DISTINCT ON (aggregate_id) aggregate_id, payload->>'email', payload->>'name'
+            FROM batch ORDER BY aggregate_id, batch_ordinal DESC
+          ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name
+)",
+                                               max_position);
+    const long long projected_batch = conn.exec("SELECT count(*) FROM users_batch").int64(0, 0);
+    const bool batch_equal =
+        conn.exec("SELECT NOT EXISTS (SELECT * FROM users_batch EXCEPT SELECT * FROM users_projected) AND "
+                  "NOT EXISTS (SELECT * FROM users_projected EXCEPT SELECT * FROM users_batch)")
+            .boolean(0, 0);
+
     const auto row = [&](const char* what, double seconds) {
         fmt::print("  {:<52} {:>7.2f} s {:>10.0f} events/s {:>6.2f}x baseline\n", what, seconds,
                    static_cast<double>(events) / seconds, seconds / baseline);
@@ -150,9 +170,11 @@ projections:
     row("baseline: one INSERT ... SELECT ... ON CONFLICT", baseline);
     row("projectiond: upsert handler", upsert);
     row("projectiond: upsert handler, partitions: 2", upsert_split);
+    row("projectiond: batch upsert handler ({batch: ...})", batch_upsert);
     row("projectiond: no-op (log: true, lines filtered out)", noop);
     row("projectiond: `SELECT 1` handler", select_one);
-    fmt::print("  rows projected: {} and {} (partitioned) of {}\n", projected, projected_split, events);
+    fmt::print("  rows projected: {} and {} (partitioned) of {}; batch handler: {} rows, {} the per-event result\n",
+               projected, projected_split, events, projected_batch, batch_equal ? "equal to" : "DIFFERENT FROM");
     fmt::print("  process RSS: {} KiB before, peak {} KiB after the upsert run\n\n", rss_before, rss_after_upsert);
 
     // Append-to-applied latency with a 10 s poll interval: the watcher must

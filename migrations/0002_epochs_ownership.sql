@@ -193,7 +193,10 @@ $fn$;
 -- one snapshot, so a concurrent append is never mistaken for one.
 CREATE OR REPLACE FUNCTION projectiond_foreign_rows(p_epoch bigint) RETURNS boolean
 LANGUAGE sql STABLE AS $fn$
-    SELECT EXISTS (SELECT 1 FROM events e WHERE (e.store_epoch, e.transaction_id) >= (p_epoch, x.next_xid))
+    -- A scalar subquery, not EXISTS: the planner would drop the ORDER BY ...
+    -- LIMIT 1 of an EXISTS and might scan the whole table at every append.
+    SELECT (SELECT 1 FROM events e WHERE (e.store_epoch, e.transaction_id) >= (p_epoch, x.next_xid)
+             ORDER BY e.store_epoch, e.transaction_id LIMIT 1) IS NOT NULL
         OR EXISTS (SELECT 1 FROM projection_checkpoints c
                     WHERE (c.cursor_store_epoch, c.cursor_transaction_id) >= (p_epoch, x.next_xid))
       FROM (SELECT pg_snapshot_xmax(pg_current_snapshot()) AS next_xid) x
@@ -201,7 +204,10 @@ $fn$;
 
 -- The epoch a new event is stamped with. Checked once per transaction (at its
 -- first append, before it has rows of its own that a later check could take
--- for copied ones) and remembered in a transaction-local setting.
+-- for copied ones) and remembered in a setting keyed by the transaction id. The
+-- setting is session-level on purpose: a function with a SET clause (all of
+-- ours pin search_path) takes transaction-local settings back when it
+-- returns, which would make the check run for every row.
 CREATE OR REPLACE FUNCTION projectiond_append_epoch() RETURNS bigint
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -221,7 +227,7 @@ BEGIN
     IF projectiond_foreign_rows(current) THEN
         current := projectiond_begin_epoch(current, 'rows copied from another cluster were found by an append');
     END IF;
-    PERFORM set_config('projectiond.append_epoch', mine || current, true);
+    PERFORM set_config('projectiond.append_epoch', mine || current, false);
     RETURN current;
 END
 $fn$;
@@ -363,6 +369,8 @@ DROP FUNCTION IF EXISTS projectiond_events_notify();
 -- lease ran out). Returns the new last_global_position: the highest position
 -- among the events the cursor passed.
 DROP FUNCTION IF EXISTS projectiond_advance_checkpoint(text, integer, xid8, bigint, xid8, bigint, bigint);
+DROP FUNCTION IF EXISTS projectiond_advance_checkpoint(text, integer, integer, bigint, bigint, bigint, xid8, bigint,
+                                                       bigint, xid8, bigint, bigint);
 CREATE OR REPLACE FUNCTION projectiond_advance_checkpoint(
     p_projection   text,
     p_generation   integer,
@@ -375,21 +383,26 @@ CREATE OR REPLACE FUNCTION projectiond_advance_checkpoint(
     p_new_epoch    bigint,
     p_new_xid      xid8,
     p_new_position bigint,
-    p_handled      bigint)
+    p_handled      bigint,
+    p_passed_max   bigint)
 RETURNS bigint
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    passed_max bigint;
+    passed_max bigint := p_passed_max;
     result     bigint;
     stored     projection_checkpoints%ROWTYPE;
 BEGIN
-    -- "+ 0" keeps the planner from answering max() by walking the primary key
-    -- backwards (through every newer event); the range scan on events_read_order
-    -- reads just the batch's entries.
-    SELECT max(e.global_position + 0) INTO passed_max
-      FROM events e
-     WHERE (e.store_epoch, e.transaction_id, e.global_position) > (p_old_epoch, p_old_xid, p_old_position)
-       AND (e.store_epoch, e.transaction_id, e.global_position) <= (p_new_epoch, p_new_xid, p_new_position);
+    -- The caller knows the highest position it passed when it read every
+    -- event it passes (an unfiltered read); otherwise (filters, partitions, a
+    -- window) look it up. "+ 0" keeps the planner from answering max() by
+    -- walking the primary key backwards (through every newer event); the
+    -- range scan on events_read_order reads just the batch's entries.
+    IF passed_max IS NULL THEN
+        SELECT max(e.global_position + 0) INTO passed_max
+          FROM events e
+         WHERE (e.store_epoch, e.transaction_id, e.global_position) > (p_old_epoch, p_old_xid, p_old_position)
+           AND (e.store_epoch, e.transaction_id, e.global_position) <= (p_new_epoch, p_new_xid, p_new_position);
+    END IF;
 
     UPDATE projection_checkpoints c
        SET cursor_store_epoch = p_new_epoch,

@@ -15,7 +15,7 @@ namespace {
 
 const char* const advance_sql =
     "SELECT projectiond_advance_checkpoint($1, $2::integer, $3::integer, $4::bigint, $5::bigint, "
-    "$6::bigint, $7::xid8, $8::bigint, $9::bigint, $10::xid8, $11::bigint, $12::bigint)";
+    "$6::bigint, $7::xid8, $8::bigint, $9::bigint, $10::xid8, $11::bigint, $12::bigint, $13::bigint)";
 
 const char* const dead_letter_sql = R"sql(
 INSERT INTO projection_dead_letters
@@ -247,6 +247,7 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
         conn.send_prepared(prefix_ + "dead_letter", static_cast<int>(args.size()), args.data());
         slots.push_back({Slot::dead_letter});
     }
+    const std::string passed_max = request.passed_max ? std::to_string(*request.passed_max) : std::string();
     const std::array<std::string, 10> texts{std::to_string(request.owner.daemon),
                                             std::to_string(request.owner.epoch),
                                             request.from.epoch_text(),
@@ -257,10 +258,19 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
                                             request.to.position_text(),
                                             std::to_string(handled),
                                             {}};
-    const std::array<const char*, 12> advance_args{
-        key_.projection.c_str(), generation_.c_str(), partition_.c_str(), texts[0].c_str(),
-        texts[1].c_str(),        texts[2].c_str(),    texts[3].c_str(),   texts[4].c_str(),
-        texts[5].c_str(),        texts[6].c_str(),    texts[7].c_str(),   texts[8].c_str()};
+    const std::array<const char*, 13> advance_args{key_.projection.c_str(),
+                                                   generation_.c_str(),
+                                                   partition_.c_str(),
+                                                   texts[0].c_str(),
+                                                   texts[1].c_str(),
+                                                   texts[2].c_str(),
+                                                   texts[3].c_str(),
+                                                   texts[4].c_str(),
+                                                   texts[5].c_str(),
+                                                   texts[6].c_str(),
+                                                   texts[7].c_str(),
+                                                   texts[8].c_str(),
+                                                   request.passed_max ? passed_max.c_str() : nullptr};
     conn.send_prepared(prefix_ + "advance", static_cast<int>(advance_args.size()), advance_args.data());
     slots.push_back({Slot::advance});
     conn.send("COMMIT", {});

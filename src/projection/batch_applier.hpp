@@ -34,6 +34,9 @@ struct BatchRequest {
     const std::vector<std::vector<handlers::Statement>>* code = nullptr;
     store::Cursor from; // the checkpoint the batch starts at
     store::Cursor to;   // where it moves the checkpoint
+    // The highest position among the events passed, when the read saw every
+    // one of them (else the database finds it).
+    std::optional<std::int64_t> passed_max;
     store::Ownership owner;
 };
 

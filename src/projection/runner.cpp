@@ -504,7 +504,15 @@ bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
             return false;
         }
         set_state(RunnerState::catching_up);
-        if (apply_batch(*lease, applier, batch, rows, to, owner) != BatchEnd::committed) {
+        // An unwindowed read returns every event up to where the cursor moves.
+        std::optional<std::int64_t> passed_max;
+        if (!windowed) {
+            passed_max = last_global_position_;
+            for (int row = 0; row < rows; ++row) {
+                passed_max = std::max(*passed_max, batch.int64(row, col_global_position));
+            }
+        }
+        if (apply_batch(*lease, applier, batch, rows, to, owner, passed_max) != BatchEnd::committed) {
             return true;
         }
         more_ = full || cursor_ < settled;
@@ -522,8 +530,9 @@ bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
 
 Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchApplier& applier,
                                      const store::Result& batch, int rows, store::Cursor to,
-                                     const store::Ownership& owner) {
+                                     const store::Ownership& owner, std::optional<std::int64_t> passed_max) {
     BatchRequest request;
+    request.passed_max = passed_max;
     request.rows = &batch;
     request.handle_count = rows;
     request.from = cursor_;
@@ -633,6 +642,7 @@ Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchA
             spdlog::error("parking the event at position {} in projection_dead_letters after {} failed attempts: {}",
                           *failed_position, projection_.settings.max_retries + 1, describe(error));
             request.handle_count = row;
+            request.passed_max.reset(); // the batch is cut short: let the database find it
             request.dead_letter_row = row;
             request.dead_letter_error = error.what();
             request.dead_letter_sqlstate = error.sqlstate();
@@ -647,6 +657,7 @@ Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchA
             return BatchEnd::failed_and_stopped;
         }
         request.handle_count = row;
+        request.passed_max.reset();
         request.dead_letter_row.reset();
         request.to = cursor_of(batch, row - 1);
     }

@@ -93,7 +93,8 @@ private:
     void load(store::Connection& conn, const store::Ownership& owner);
     void give_back(const store::Ownership& owner);
     BatchEnd apply_batch(store::ConnectionPool::Lease& lease, BatchApplier& applier, const store::Result& batch,
-                         int rows, store::Cursor to, const store::Ownership& owner);
+                         int rows, store::Cursor to, const store::Ownership& owner,
+                         std::optional<std::int64_t> passed_max);
     // Asks the code handlers (exec, plugin) for the statements of rows
     // [0, rows); the outcome of the first event they failed, if one did.
     std::optional<struct BatchOutcome> ask_code(const store::Result& batch, int rows,

@@ -15,13 +15,14 @@ WITH h AS MATERIALIZED (
            pg_snapshot_xmin(pg_current_snapshot()) AS horizon,
            pg_snapshot_xmax(pg_current_snapshot()) AS next_xid
       FROM projectiond_store s),
--- Computed once, each by one index probe (ORDER BY ... LIMIT 1 keeps the
--- planner on the index whatever its estimates).
+-- Computed once, each by one index probe. Not EXISTS: the planner drops the
+-- ORDER BY ... LIMIT 1 of an EXISTS and, from its estimates, may scan the
+-- whole table; a scalar subquery keeps it on the index.
 flags AS MATERIALIZED (
-    SELECT EXISTS (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.horizon)
-                    ORDER BY p.store_epoch, p.transaction_id LIMIT 1) AS pending,
-           EXISTS (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.next_xid)
-                    ORDER BY p.store_epoch, p.transaction_id LIMIT 1)
+    SELECT (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.horizon)
+             ORDER BY p.store_epoch, p.transaction_id LIMIT 1) IS NOT NULL AS pending,
+           (SELECT 1 FROM events p WHERE (p.store_epoch, p.transaction_id) >= (h.epoch, h.next_xid)
+             ORDER BY p.store_epoch, p.transaction_id LIMIT 1) IS NOT NULL
              OR EXISTS (SELECT 1 FROM projection_checkpoints c
                          WHERE (c.cursor_store_epoch, c.cursor_transaction_id) >= (h.epoch, h.next_xid)) AS foreign,
            (SELECT max(m.global_position) FROM events m) AS max_position

@@ -223,7 +223,7 @@ TEST_SUITE("store") {
                                         "FROM events ORDER BY global_position DESC LIMIT 1")
                                   .text(0, 0));
         const auto advance = [&](const std::string& owner, const std::string& owner_epoch) {
-            return fmt::format("SELECT projectiond_advance_checkpoint('p', 1, 0, {}, {}, 0, '0', 0, {}, 5)", owner,
+            return fmt::format("SELECT projectiond_advance_checkpoint('p', 1, 0, {}, {}, 0, '0', 0, {}, 5, NULL)", owner,
                                owner_epoch, end);
         };
         CHECK(db.number(advance(std::to_string(daemon), epoch)) == 5);
