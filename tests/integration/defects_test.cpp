@@ -483,9 +483,6 @@ projections:
         DaemonProcess standby(db, yaml);
         INFO("log of standby:\n" << standby.log());
         REQUIRE(standby.wait_ready());
-        const long long owner_id =
-            db.number("SELECT owner_daemon FROM projection_checkpoints WHERE projection_name = 'counter'");
-
         store::Connection conn = db.connect();
         // One transaction per event, as many appenders commit them. Each
         // appending transaction costs a scan of the store today, so these are
@@ -524,8 +521,9 @@ END $$)sql");
         CHECK_FALSE(wait_until([&] { return rss_kib(standby.process().pid()) > before + slack_kib; }, 5s, 250ms));
         MESSAGE("standby VmRSS: " << before << " kB before, " << rss_kib(standby.process().pid()) << " kB after");
 
-        CHECK(db.number("SELECT owner_daemon FROM projection_checkpoints WHERE projection_name = 'counter'") ==
-              owner_id);
+        // It stood by all along: it never processed anything.
+        CHECK_FALSE(contains(standby.log(), "Resuming from checkpoint"));
+        CHECK_FALSE(contains(standby.log(), "Starting fresh"));
         CHECK(standby.stop(SIGTERM) == 0);
         CHECK(owner.stop(SIGTERM) == 0);
         CHECK(db.number("SELECT n FROM stats") == 10 + 1000 + 4000);
@@ -650,16 +648,55 @@ projections:
         CHECK(daemon.stop(SIGTERM) == 0);
     }
 
-    TEST_CASE("a reload whose password file cannot be read changes nothing: a projection it removes keeps running") {
+    // The issue's case: the configuration still names the same password
+    // file, which can no longer be read, and the reload only removes a
+    // projection. The old daemon retired it, then failed to read the file.
+    TEST_CASE("a reload that can no longer read the password file changes nothing: a projection it removes keeps "
+              "running") {
         TestDatabase db;
         append(db, 3);
-        const std::string projections = R"(projections:
+        // Trust authentication: the password is sent and ignored.
+        auto password_file = std::make_unique<TempFile>("any\n", ".secret");
+        const std::string file = password_file->path();
+        const std::string database = "database:\n  password_file: " + file + "\n";
+        DaemonProcess daemon(db, database + R"(projections:
   - name: keep
     log: true
   - name: drop
     log: true
-)";
-        DaemonProcess daemon(db, projections);
+)");
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(caught_up(db, "drop"));
+        password_file.reset(); // removed
+        daemon.config().write(database + R"(projections:
+  - name: keep
+    log: true
+)");
+        daemon.process().signal(SIGHUP);
+        REQUIRE(wait_until([&] { return contains(daemon.log(), "keeping the running") || !daemon.process().running(); },
+                           30s));
+        REQUIRE_MESSAGE(daemon.process().running(),
+                        "the daemon exited with " << daemon.process().wait_for_exit(0ms).value_or(-1));
+        CHECK(contains(daemon.log(), "keeping the running"));
+        CHECK(contains(daemon.log(), file));
+        append(db, 3);
+        CHECK(caught_up(db, "drop", 30s));
+        CHECK(caught_up(db, "keep", 30s));
+        CHECK_FALSE(contains(daemon.log(), "[drop/0] runner stopped"));
+        CHECK_FALSE(contains(daemon.log(), "[keep/0] runner stopped"));
+        CHECK(daemon.stop(SIGTERM) == 0);
+    }
+
+    TEST_CASE("a reload naming a password file that cannot be read changes nothing: a projection it removes keeps "
+              "running") {
+        TestDatabase db;
+        append(db, 3);
+        DaemonProcess daemon(db, R"(projections:
+  - name: keep
+    log: true
+  - name: drop
+    log: true
+)");
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "drop"));
         daemon.config().write(R"(database:
@@ -685,7 +722,7 @@ projections:
 
     // --- 7. errors are classified ---
 
-    TEST_CASE("a handler whose table was dropped while the daemon runs goes through on_error: dead letters with "
+    TEST_CASE("a handler that no longer prepares (its table was dropped) goes through on_error: dead letters with "
               "skip, failed with stop") {
         TestDatabase db;
         append(db, 5);
@@ -708,7 +745,12 @@ projections:
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "skipping"));
         REQUIRE(caught_up(db, "stopping"));
+        // A schema change, then the daemon's sessions end (a restart of the
+        // server, a network cut): the runners prepare their handlers again,
+        // and those no longer prepare.
         db.scalar("DROP TABLE skip_target; DROP TABLE stop_target; SELECT 1");
+        REQUIRE(db.number("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '" +
+                          db.name() + "' AND application_name LIKE 'projectiond%' AND pid <> pg_backend_pid()") > 0);
         const long long first_new = max_position(db) + 1;
         append(db, 3);
 
@@ -734,6 +776,8 @@ projections:
         const auto status = cli(db, daemon.config(), {"status", "stopping"});
         CHECK(status.exit_code == 1);
         CHECK(contains(status.out, fmt::format("Status: Failed at position {} (event ", first_new)));
+        // The path taken: the handlers were prepared again after the drop.
+        CHECK(contains(daemon.log(), "does not prepare"));
         CHECK_FALSE(contains(daemon.log(), "waiting for database"));
         CHECK_FALSE(contains(daemon.log(), "does not exist (SQLSTATE 42P01); retrying in"));
         CHECK(daemon.stop(SIGTERM) == 0);
