@@ -811,7 +811,9 @@ SELECT string_agg(a.global_position::text, ',')
                                "after the append began",
                                1000 * append, 1000 * latencies.back()));
         }
-        CHECK(server_percent < 5.0);
+        // Well above what a probe-per-watch costs (a few %), well below a
+        // scan of the store per watch (over 30 % here).
+        CHECK(server_percent < 10.0);
         CHECK(*std::max_element(latencies.begin(), latencies.end()) < 1.0);
         CHECK(daemon.stop(SIGTERM) == 0);
     }
