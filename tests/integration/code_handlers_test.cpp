@@ -64,6 +64,13 @@ std::string exec_handler(const std::string& extra_argument = "") {
                        exec_counter());
 }
 
+// tests/handlers/programs/fake_handler.py in its mode that ignores SIGTERM
+// and the end of its input: only SIGKILL ends it.
+std::string stubborn_handler() {
+    return fmt::format("{{exec: [/usr/bin/python3, {}/tests/handlers/programs/fake_handler.py, stubborn]}}",
+                       root("PROJECTIOND_SOURCE_ROOT"));
+}
+
 const char* const counts_table =
     "CREATE TABLE IF NOT EXISTS plugin_counts (projection text PRIMARY KEY, n bigint NOT NULL)";
 
@@ -396,38 +403,49 @@ TEST_SUITE("code handlers") {
         CHECK(contains(daemon.log(), ":10:12: the handler for '*' in projection 'missing_program'"));
     }
 
-    TEST_CASE("SIGTERM of the daemon leaves no exec child behind: each is stopped and reaped before it exits") {
+    TEST_CASE("SIGTERM of the daemon leaves no exec child behind: each is stopped and reaped before it exits, "
+              "one that ignores the end of its input and SIGTERM too") {
         TestDatabase db;
         append(db, 400);
         DaemonProcess daemon(
-            db, config_with(50, counting_projection("exec_counter", exec_handler(), "    partitions: 2\n")),
+            db,
+            config_with(50, counting_projection("exec_counter", exec_handler(), "    partitions: 2\n") +
+                                counting_projection("stubborn", stubborn_handler())),
             tagged(db));
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "exec_counter", 60s, 2));
-        const auto children = wait_for_children(db, 2);
-        REQUIRE(children.size() == 2);
+        REQUIRE(caught_up(db, "stubborn"));
+        const auto children = wait_for_children(db, 3);
+        REQUIRE(children.size() == 3);
         CHECK(daemon.stop(SIGTERM) == 0);
         CHECK(exec_children(db).empty());
         for (const auto& child : children) {
+            CAPTURE(child.projection);
             CHECK(process_gone(child.pid));
-            CHECK(contains(daemon.log(), fmt::format("stopped python3[{}]: it exited with status 0", child.pid)));
+            CHECK(contains(daemon.log(), fmt::format("stopped python3[{}]: it {}", child.pid,
+                                                     child.projection == "stubborn" ? "was killed by signal 9"
+                                                                                    : "exited with status 0")));
         }
     }
 
-    TEST_CASE("kill -9 of the daemon mid-catch-up leaves no exec child behind") {
+    TEST_CASE("kill -9 of the daemon mid-catch-up leaves no exec child behind, not even one that ignores the end "
+              "of its input and SIGTERM") {
         TestDatabase db;
         append(db, 40000);
         DaemonProcess daemon(
-            db, config_with(500, counting_projection("exec_counter", exec_handler(), "    partitions: 2\n")),
+            db,
+            config_with(500, counting_projection("exec_counter", exec_handler(), "    partitions: 2\n") +
+                                 counting_projection("stubborn", stubborn_handler())),
             tagged(db));
         INFO("log of daemon:\n" << daemon.log());
-        const auto children = wait_for_children(db, 2);
-        REQUIRE(children.size() == 2);
+        const auto children = wait_for_children(db, 3);
+        REQUIRE(children.size() == 3);
         CHECK(checkpoint(db, "exec_counter") < 20000);
         daemon.process().signal(SIGKILL);
         REQUIRE(daemon.process().wait_for_exit(10s) == 128 + SIGKILL);
         CHECK(wait_until([&] { return exec_children(db).empty(); }, 5s, 5ms));
         for (const auto& child : children) {
+            CAPTURE(child.projection);
             CHECK(process_gone(child.pid));
         }
     }
