@@ -21,9 +21,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +47,75 @@ double seconds_since(Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// CPU seconds (user + system) this process has used (RUSAGE_SELF: the
+// daemon's side), or its children that ended and were reaped
+// (RUSAGE_CHILDREN: the exec handlers, once stopped).
+double cpu_seconds(int who = RUSAGE_SELF) {
+    rusage usage{};
+    ::getrusage(who, &usage);
+    const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// CPU seconds (user + system) of each live process of the PostgreSQL server
+// (the postmaster and its children: backends, walwriter, autovacuum...),
+// by process id, when scripts/with-postgres says where its data directory
+// is; else none.
+std::map<long, double> server_cpu() {
+    std::map<long, double> cpu;
+    const char* data = std::getenv("PROJECTIOND_TEST_PGDATA");
+    if (data == nullptr) {
+        return cpu;
+    }
+    std::ifstream pid_file(std::string(data) + "/postmaster.pid");
+    long postmaster = 0;
+    if (!(pid_file >> postmaster)) {
+        return cpu;
+    }
+    const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        std::ifstream stat(entry.path() / "stat");
+        std::string text;
+        if (!std::getline(stat, text)) {
+            continue;
+        }
+        // "pid (comm) state ppid ... utime stime": fields after the last ')'.
+        const auto paren = text.rfind(')');
+        if (paren == std::string::npos) {
+            continue;
+        }
+        std::istringstream fields(text.substr(paren + 2));
+        std::string state;
+        long ppid = 0;
+        fields >> state >> ppid;
+        const long pid = std::atol(entry.path().filename().c_str());
+        if (ppid != postmaster && pid != postmaster) {
+            continue;
+        }
+        std::string skip;
+        for (int field = 5; field < 14; ++field) { // pgrp .. cmajflt
+            fields >> skip;
+        }
+        double utime = 0;
+        double stime = 0;
+        fields >> utime >> stime;
+        cpu[pid] = (utime + stime) / tick;
+    }
+    return cpu;
+}
+
+// What the server's processes alive at `after` used since `before` (a
+// process that ended in between takes its figure with it: read `after`
+// while the runners' connections are still open).
+double server_cpu_since(const std::map<long, double>& before, const std::map<long, double>& after) {
+    double total = 0;
+    for (const auto& [pid, seconds] : after) {
+        const auto it = before.find(pid);
+        total += seconds - (it == before.end() ? 0.0 : std::min(it->second, seconds));
+    }
+    return total;
+}
+
 // Where the examples are: built into the binary by bench/meson.build, or
 // given in the environment (a build moved elsewhere).
 std::string example(const char* variable, const char* built_in) {
@@ -52,6 +128,9 @@ struct Kind {
     const char* prefix;  // of the projection's name, one per round
     std::string handler; // YAML of the "*" handler, {name} the projection's name
     std::vector<double> seconds;
+    std::vector<double> client_cpu; // the daemon's CPU seconds, per round
+    std::vector<double> child_cpu;  // the exec children's, per round
+    std::vector<double> server_cpu; // PostgreSQL's, per round
 };
 
 const char* const counter_yaml = R"(defaults:
@@ -82,18 +161,17 @@ int main(int argc, char** argv) {
 
     const std::string plugin = example("PROJECTIOND_COUNTER_PLUGIN", PROJECTIOND_BENCH_COUNTER_PLUGIN);
     const std::string script = example("PROJECTIOND_EXEC_COUNTER", PROJECTIOND_BENCH_EXEC_COUNTER);
-    std::vector<Kind> kinds = {
-        {"SQL handler (INSERT ... ON CONFLICT ... n + 1)",
-         "sql_counter",
-         "INSERT INTO plugin_counts (projection, n) VALUES ('{name}', 1) ON CONFLICT (projection) DO UPDATE SET n = "
-         "plugin_counts.n + 1",
-         {}},
-        {"plugin: examples/counter-plugin (counter.so)", "plugin_counter", "{{plugin: " + plugin + "}}", {}},
-        {"exec: examples/exec-handler/counter.py (Python 3)",
-         "exec_counter",
-         "{{exec: [/usr/bin/python3, " + script + "]}}",
-         {}},
-    };
+    std::vector<Kind> kinds(3);
+    kinds[0].label = "SQL handler (INSERT ... ON CONFLICT ... n + 1)";
+    kinds[0].prefix = "sql_counter";
+    kinds[0].handler = "INSERT INTO plugin_counts (projection, n) VALUES ('{name}', 1) "
+                       "ON CONFLICT (projection) DO UPDATE SET n = plugin_counts.n + 1";
+    kinds[1].label = "plugin: examples/counter-plugin (counter.so)";
+    kinds[1].prefix = "plugin_counter";
+    kinds[1].handler = "{{plugin: " + plugin + "}}";
+    kinds[2].label = "exec: examples/exec-handler/counter.py (Python 3)";
+    kinds[2].prefix = "exec_counter";
+    kinds[2].handler = "{{exec: [/usr/bin/python3, " + script + "]}}";
 
     const std::string dbname = fmt::format("bench_code_{}", ::getpid());
     store::ConnectOptions admin;
@@ -124,13 +202,19 @@ int main(int argc, char** argv) {
             conn.exec("CREATE TABLE IF NOT EXISTS plugin_counts (projection text PRIMARY KEY, n bigint NOT NULL)");
             conn.exec("VACUUM plugin_counts");
             start = Clock::now();
+            const double client_before = cpu_seconds();
+            const double children_before = cpu_seconds(RUSAGE_CHILDREN);
+            const auto server_before = server_cpu();
             {
                 bench::InProcessDaemon engine(connect, config);
                 while (engine.lowest(name) < max_position) {
                     std::this_thread::sleep_for(200us);
                 }
                 kind.seconds.push_back(seconds_since(start));
+                kind.client_cpu.push_back(cpu_seconds() - client_before);
+                kind.server_cpu.push_back(server_cpu_since(server_before, server_cpu()));
             }
+            kind.child_cpu.push_back(cpu_seconds(RUSAGE_CHILDREN) - children_before);
             const auto counted = conn.exec("SELECT n FROM plugin_counts WHERE projection = '" + name + "'");
             const long long n = counted.rows() == 1 ? counted.int64(0, 0) : 0;
             if (n != events) {
@@ -156,6 +240,11 @@ int main(int argc, char** argv) {
                    seconds, static_cast<double>(events) / seconds, seconds / best(sql), each, median(ratios));
     }
     fmt::print("  aims: plugin within 1.20x of SQL, exec within 3.00x\n");
+    fmt::print("\nwhere the time goes, median of the rounds (CPU seconds):\n");
+    for (const Kind& kind : kinds) {
+        fmt::print("  {:<50} daemon {:>6.2f} s, exec child {:>6.2f} s, PostgreSQL {:>6.2f} s\n", kind.label,
+                   median(kind.client_cpu), median(kind.child_cpu), median(kind.server_cpu));
+    }
 
     conn = store::Connection::open(admin);
     conn.exec("DROP DATABASE " + dbname + " WITH (FORCE)");
