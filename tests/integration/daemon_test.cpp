@@ -347,6 +347,9 @@ projections:
                                           fmt::format("sed 's|^ExecStart=[^ ]*|ExecStart={}|' '{}/systemd/{}' > '{}'",
                                                       projectiond_binary(), root, name, local)});
             REQUIRE(sed.exit_code == 0);
+            // Only the daemon gets SIGTERM on stop: a drain must be able to
+            // let an exec handler's batch commit (see the comment in the unit).
+            CHECK_MESSAGE(run_command({"/bin/grep", "-qx", "KillMode=mixed", local}).exit_code == 0, name);
             const std::string target = name == "projectiond@.service" ? dir + "/projectiond@test.service" : local;
             if (target != local) {
                 std::filesystem::copy_file(local, target, std::filesystem::copy_options::overwrite_existing);
