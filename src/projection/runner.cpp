@@ -397,6 +397,7 @@ void Runner::load(store::Connection& conn, const store::Ownership& owner) {
         store::clear_failure(conn, key_, owner);
     }
     cursor_ = checkpoint.cursor;
+    ahead_.reset();
     last_global_position_ = checkpoint.last_global_position;
     skip_ = checkpoint.skip;
     if (skip_ && cursor_ >= skip_->through) {
@@ -449,30 +450,18 @@ bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
             }
         }
         applier.prepare(*lease);
-        const std::string prefix = statement_prefix();
-        for (const bool windowed : {false, true}) {
-            const std::string name = prefix + (windowed ? "read_windowed" : "read");
-            if (!lease->is_prepared(name)) {
-                lease->conn().prepare(name, plan_.read_sql(windowed));
-                lease->mark_prepared(name);
-            }
+        prepare_reads(*lease);
+        // The batch read ahead while the last one was applied, when it starts
+        // where that one ended; else a fresh read.
+        std::optional<ReadAhead> ahead = std::exchange(ahead_, std::nullopt);
+        if (ahead && ahead->from != cursor_) {
+            ahead.reset();
         }
-
-        const bool skipping = skip_ && cursor_ < skip_->through;
-        const bool windowed = plan_.filtered() || skipping;
-        const store::SkipRange skip = skipping ? *skip_ : store::SkipRange{};
-        store::Params params{cursor_.epoch_text(),
-                             cursor_.transaction_text(),
-                             cursor_.position_text(),
-                             std::to_string(projection_.settings.batch_size),
-                             std::to_string(ReadPlan::window_size(projection_.settings.batch_size)),
-                             skip.through.epoch_text(),
-                             skip.through.transaction_text(),
-                             skip.through.position_text(),
-                             std::to_string(skip.at_or_below)};
-        params.insert(params.end(), plan_.filter_arguments().begin(), plan_.filter_arguments().end());
-        const store::Result batch =
-            lease->conn().exec_prepared(prefix + (windowed ? "read_windowed" : "read"), params);
+        const bool from_ahead = ahead.has_value();
+        const bool windowed = from_ahead ? ahead->windowed : read_is_windowed(cursor_);
+        const store::Result batch = from_ahead ? std::move(ahead->batch)
+                                               : lease->conn().exec_prepared(read_statement(windowed),
+                                                                             read_params(cursor_, windowed));
         last_read_ = Clock::now();
         health_.beat();
         const int rows = batch.is_null(0, col_transaction_id) ? 0 : batch.rows();
@@ -497,6 +486,14 @@ bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
             to = reach;
         }
         more_ = false;
+        if (from_ahead && !full) {
+            // Read ahead from an older snapshot: an event that settled since
+            // (and the wake it brought) would be missed without a fresh read.
+            more_ = true;
+            if (rows == 0 && to <= cursor_) {
+                return true;
+            }
+        }
         if (rows == 0 && to <= cursor_) {
             if (!view.pending) {
                 set_state(RunnerState::caught_up);
@@ -512,10 +509,16 @@ bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
                 passed_max = std::max(*passed_max, batch.int64(row, col_global_position));
             }
         }
+        // While this batch is applied, the next one is read on a second
+        // connection, when there surely is one and a connection is free.
+        std::optional<ReadingAhead> reading = full ? read_ahead(to) : std::nullopt;
         if (apply_batch(*lease, applier, batch, rows, to, owner, passed_max) != BatchEnd::committed) {
             return true;
         }
-        more_ = full || cursor_ < settled;
+        if (reading && cursor_ == to) {
+            ahead_ = reading->take();
+        }
+        more_ = more_ || full || cursor_ < settled;
         return true;
     } catch (const store::DatabaseError& error) {
         if (error.connection_lost()) {
@@ -526,6 +529,78 @@ bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
         lease->discard();
         throw;
     }
+}
+
+bool Runner::read_is_windowed(const store::Cursor& from) const noexcept {
+    return plan_.filtered() || (skip_ && from < skip_->through);
+}
+
+std::string Runner::read_statement(bool windowed) const {
+    return statement_prefix() + (windowed ? "read_windowed" : "read");
+}
+
+store::Params Runner::read_params(const store::Cursor& from, bool windowed) const {
+    const store::SkipRange skip = windowed && skip_ && from < skip_->through ? *skip_ : store::SkipRange{};
+    store::Params params{from.epoch_text(),
+                         from.transaction_text(),
+                         from.position_text(),
+                         std::to_string(projection_.settings.batch_size),
+                         std::to_string(ReadPlan::window_size(projection_.settings.batch_size)),
+                         skip.through.epoch_text(),
+                         skip.through.transaction_text(),
+                         skip.through.position_text(),
+                         std::to_string(skip.at_or_below)};
+    params.insert(params.end(), plan_.filter_arguments().begin(), plan_.filter_arguments().end());
+    return params;
+}
+
+void Runner::prepare_reads(store::ConnectionPool::Lease& lease) {
+    for (const bool windowed : {false, true}) {
+        const std::string name = read_statement(windowed);
+        if (!lease.is_prepared(name)) {
+            lease->prepare(name, plan_.read_sql(windowed));
+            lease.mark_prepared(name);
+        }
+    }
+}
+
+Runner::ReadingAhead::~ReadingAhead() {
+    if (pending_) {
+        lease_.discard(); // its answer was never taken: the session is mid-statement
+    }
+}
+
+std::optional<Runner::ReadAhead> Runner::ReadingAhead::take() {
+    pending_ = false;
+    try {
+        ReadAhead ahead{from_, windowed_, lease_->take_result()};
+        return ahead;
+    } catch (const store::DatabaseError& error) {
+        lease_.discard();
+        spdlog::debug("reading ahead failed ({}); the next batch is read again", error.what());
+    } catch (const store::Interrupted&) {
+        lease_.discard();
+    }
+    return std::nullopt;
+}
+
+std::optional<Runner::ReadingAhead> Runner::read_ahead(const store::Cursor& from) {
+    if (control_.at_least(StopLevel::drain)) {
+        return std::nullopt;
+    }
+    try {
+        auto lease = services_.pool->try_acquire(&interrupt_);
+        if (!lease) {
+            return std::nullopt;
+        }
+        prepare_reads(*lease);
+        const bool windowed = read_is_windowed(from);
+        (*lease)->send_prepared(read_statement(windowed), read_params(from, windowed));
+        return std::optional<ReadingAhead>(std::in_place, std::move(*lease), from, windowed);
+    } catch (const store::DatabaseError& error) {
+        spdlog::debug("not reading ahead: {}", error.what());
+    }
+    return std::nullopt;
 }
 
 Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchApplier& applier,

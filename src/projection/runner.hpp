@@ -87,7 +87,36 @@ private:
     };
     enum class BatchEnd { committed, failed_and_stopped, drained };
 
+    // The next batch, read while the last one was applied.
+    struct ReadAhead {
+        store::Cursor from;
+        bool windowed = false;
+        store::Result batch;
+    };
+    // A read sent on a second connection; its answer is taken once the batch
+    // it overlaps has committed. Never taken, the connection is closed.
+    class ReadingAhead {
+    public:
+        ReadingAhead(store::ConnectionPool::Lease lease, store::Cursor from, bool windowed)
+            : lease_(std::move(lease)), from_(from), windowed_(windowed) {}
+        ReadingAhead(const ReadingAhead&) = delete;
+        ReadingAhead& operator=(const ReadingAhead&) = delete;
+        ~ReadingAhead();
+        std::optional<ReadAhead> take();
+
+    private:
+        store::ConnectionPool::Lease lease_;
+        store::Cursor from_;
+        bool windowed_;
+        bool pending_ = true;
+    };
+
     void main() noexcept;
+    bool read_is_windowed(const store::Cursor& from) const noexcept;
+    std::string read_statement(bool windowed) const;
+    store::Params read_params(const store::Cursor& from, bool windowed) const;
+    void prepare_reads(store::ConnectionPool::Lease& lease);
+    std::optional<ReadingAhead> read_ahead(const store::Cursor& from);
     // One step of work under `owner`; false when there was nothing to do.
     bool step(const store::Ownership& owner, BatchApplier& applier);
     void load(store::Connection& conn, const store::Ownership& owner);
@@ -132,6 +161,7 @@ private:
     store::Cursor cursor_;
     std::int64_t last_global_position_ = 0;
     std::optional<store::SkipRange> skip_;
+    std::optional<ReadAhead> ahead_;
     bool failed_ = false;
     bool more_ = true; // the last read suggests reading again at once
     std::chrono::steady_clock::time_point last_read_{};

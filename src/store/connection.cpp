@@ -358,9 +358,14 @@ void Connection::prepare(const std::string& name, const std::string& sql, const 
 }
 
 Result Connection::exec_prepared(const std::string& name, const Params& params) {
+    send_prepared(name, params);
+    return collect_results();
+}
+
+void Connection::send_prepared(const std::string& name, const Params& params) {
     const auto values = raw_values(params);
     send_prepared(name, static_cast<int>(values.size()), values.data());
-    return collect_results();
+    flush();
 }
 
 void Connection::enter_pipeline() {

@@ -55,6 +55,10 @@ public:
     // With the parameters' types declared ($1 is types[0], ...); 0 lets PostgreSQL infer one.
     void prepare(const std::string& name, const std::string& sql, const std::vector<Oid>& types);
     Result exec_prepared(const std::string& name, const Params& params);
+    // The same in two steps, so that the caller works meanwhile: send now,
+    // take the result later (nothing else may be sent in between).
+    void send_prepared(const std::string& name, const Params& params);
+    Result take_result() { return collect_results(); }
 
     // Pipeline mode (libpq >= 14): queue statements, sync, then read results in order.
     void enter_pipeline();

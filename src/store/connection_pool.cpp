@@ -87,6 +87,16 @@ std::unique_ptr<ConnectionPool::Pooled> ConnectionPool::open_connection(const In
     return pooled;
 }
 
+std::optional<ConnectionPool::Lease> ConnectionPool::try_acquire(const Interrupt* interrupt) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!waiters_.empty() || (idle_.empty() && open_ >= options_.capacity)) {
+            return std::nullopt;
+        }
+    }
+    return acquire(std::chrono::milliseconds(0), interrupt);
+}
+
 void ConnectionPool::drop_retired_statements(Pooled& pooled) {
     std::vector<std::string> prefixes;
     {

@@ -75,6 +75,9 @@ public:
     // when none became free in time. Throws DatabaseError / Interrupted when
     // opening one fails.
     std::optional<Lease> acquire(std::chrono::milliseconds wait, const Interrupt* interrupt);
+    // A connection only if one is idle, or can be opened, and nobody waits
+    // for one: for work that may as well not happen (reading ahead).
+    std::optional<Lease> try_acquire(const Interrupt* interrupt);
 
     // Statements named with this prefix are dropped from every connection
     // when it is next borrowed (a runner that went away).
