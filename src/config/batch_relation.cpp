@@ -78,14 +78,14 @@ BatchRelation splice_batch_relation(std::string_view sql, std::string_view batch
         if (after_recursive != std::string_view::npos) {
             after_with = after_recursive;
         }
-        // WITH [RECURSIVE] batch AS (...), <the statement's own list>
-        const std::string definition = fmt::format(" batch AS ({}),", batch_select);
+        // WITH [RECURSIVE] batch AS MATERIALIZED (...), <the statement's own list>
+        const std::string definition = fmt::format(" batch AS MATERIALIZED ({}),", batch_select);
         std::string out;
         out.reserve(sql.size() + definition.size());
         out.append(sql.substr(0, after_with)).append(definition).append(sql.substr(after_with));
         return {std::move(out), after_with, definition.size()};
     }
-    const std::string definition = fmt::format("WITH batch AS ({}) ", batch_select);
+    const std::string definition = fmt::format("WITH batch AS MATERIALIZED ({}) ", batch_select);
     return {definition + std::string(sql), 0, definition.size()};
 }
 

@@ -1,8 +1,11 @@
 #pragma once
 // Gives a batch handler's statement its relation `batch`: the statement is
-// run inside `WITH batch AS (<select>) <statement>`, or, when it has a WITH
-// list of its own, with `batch` put first in that list (a statement takes
-// only one WITH). check-config compiles it with a select of no rows; the
+// run inside `WITH batch AS MATERIALIZED (<select>) <statement>`, or, when it
+// has a WITH list of its own, with `batch` put first in that list (a statement
+// takes only one WITH). MATERIALIZED: inlined, `batch` would let the planner
+// test the statement's conditions on events outside the run (a generic plan
+// scanning the events table), so a condition that fails for one event would
+// fail every run and blame an innocent event. check-config compiles it with a select of no rows; the
 // runner uses the select of the batch's events.
 
 #include <cstddef>

@@ -12,26 +12,26 @@ constexpr std::string_view one_row = "SELECT 1";
 TEST_SUITE("batch relation") {
     TEST_CASE("a statement without WITH runs inside WITH batch AS (...)") {
         CHECK(with_batch_relation("INSERT INTO t SELECT * FROM batch", one_row) ==
-              "WITH batch AS (SELECT 1) INSERT INTO t SELECT * FROM batch");
+              "WITH batch AS MATERIALIZED (SELECT 1) INSERT INTO t SELECT * FROM batch");
     }
 
     TEST_CASE("a statement with its own WITH gets batch first in its list, as one WITH is all it may have") {
         CHECK(with_batch_relation("WITH last AS (SELECT * FROM batch) INSERT INTO t SELECT * FROM last", one_row) ==
-              "WITH batch AS (SELECT 1), last AS (SELECT * FROM batch) INSERT INTO t SELECT * FROM last");
+              "WITH batch AS MATERIALIZED (SELECT 1), last AS (SELECT * FROM batch) INSERT INTO t SELECT * FROM last");
     }
 
     TEST_CASE("WITH RECURSIVE keeps RECURSIVE where SQL wants it") {
         CHECK(with_batch_relation("with recursive r AS (SELECT 1) SELECT * FROM r, batch", one_row) ==
-              "with recursive batch AS (SELECT 1), r AS (SELECT 1) SELECT * FROM r, batch");
+              "with recursive batch AS MATERIALIZED (SELECT 1), r AS (SELECT 1) SELECT * FROM r, batch");
     }
 
     TEST_CASE("blanks and comments before WITH do not hide it") {
         CHECK(with_batch_relation("-- latest per aggregate\n/* x */ WITH l AS (SELECT 1) SELECT 1", one_row) ==
-              "-- latest per aggregate\n/* x */ WITH batch AS (SELECT 1), l AS (SELECT 1) SELECT 1");
+              "-- latest per aggregate\n/* x */ WITH batch AS MATERIALIZED (SELECT 1), l AS (SELECT 1) SELECT 1");
     }
 
     TEST_CASE("a word that only starts with WITH is not WITH") {
-        CHECK(with_batch_relation("WITHIN_GROUP", one_row) == "WITH batch AS (SELECT 1) WITHIN_GROUP");
+        CHECK(with_batch_relation("WITHIN_GROUP", one_row) == "WITH batch AS MATERIALIZED (SELECT 1) WITHIN_GROUP");
     }
 
     TEST_CASE("offsets after the definition lead back to the handler's statement, offsets inside it nowhere") {
