@@ -64,6 +64,9 @@ std::vector<const config::Projection*> all_of(const config::Config& config) {
 // and the setups run and handlers checked, or why it cannot be applied.
 struct PreparedReload {
     std::optional<config::Config> next;
+    // How the new configuration connects, read here (a password file that
+    // cannot be read fails the reload, not the daemon).
+    std::optional<store::ConnectOptions> connect;
     std::vector<std::string> restart; // projections whose runners are replaced
     std::vector<RunSpec> specs;       // ... by these
     std::string error;
@@ -476,6 +479,7 @@ private:
         PreparedReload prepared;
         try {
             config::Config next = refresh.empty() ? config::load_config_file(options_.config_path) : current;
+            prepared.connect = connect(next);
             std::vector<const config::Projection*> start;
             if (refresh.empty()) {
                 const ReloadPlan plan = plan_reload(current, next);
@@ -550,7 +554,7 @@ private:
         }
         if (!(config_.database == next.database) || config_.daemon.max_connections != next.daemon.max_connections ||
             config_.daemon.lease_timeout != next.daemon.lease_timeout) {
-            engine_->pool().reconfigure(pool_options(connect(next), next));
+            engine_->pool().reconfigure(pool_options(*prepared.connect, next));
         }
         for (const RunSpec& spec : prepared.specs) {
             engine_->supervisor().start(spec);
@@ -560,7 +564,7 @@ private:
             return;
         }
         const ReloadPlan plan = plan_reload(config_, next);
-        engine_->coordinator().reconfigure(coordinator_settings(connect(next), next, identity()));
+        engine_->coordinator().reconfigure(coordinator_settings(*prepared.connect, next, identity()));
         if (next.http.listen != config_.http.listen) {
             reopen_http(next);
         }

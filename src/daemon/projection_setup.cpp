@@ -44,6 +44,13 @@ std::vector<RunSpec> prepare_projections(store::Connection& conn, const config::
     std::vector<config::Located> problems;
     std::vector<RunSpec> specs;
     std::vector<RunSpec> checked; // run the configuration: their handlers are compiled here
+    // All or nothing: a setup or a handler that fails leaves no trace of the
+    // projections it came with (a reload that fails changes nothing). One
+    // lock for all, taken first, so two daemons starting with the same
+    // projections in another order cannot deadlock on their creation locks.
+    store::Transaction all(conn);
+    conn.exec(fmt::format("SELECT pg_advisory_xact_lock({}, {})", store::advisory_lock_namespace,
+                          store::setup_lock_key));
     for (const config::Projection* projection : projections) {
         const store::Registration registration = store::register_projection(conn, *projection);
         if (registration.refusal) {
@@ -104,6 +111,7 @@ std::vector<RunSpec> prepare_projections(store::Connection& conn, const config::
         }
         throw config::ConfigError(fmt::format("{}", fmt::join(messages, "\n")));
     }
+    all.commit();
     return specs;
 }
 

@@ -2,6 +2,8 @@
 // One transaction on one connection: BEGIN on construction, COMMIT by
 // commit(), ROLLBACK when it goes out of scope uncommitted (an exception, an
 // early return). A failing ROLLBACK never replaces the error that caused it.
+// Inside a transaction already open, the guard is a savepoint instead, so that
+// a step that is a transaction of its own can also be part of a larger one.
 
 #include "store/connection.hpp"
 
@@ -19,6 +21,7 @@ public:
 
 private:
     Connection& conn_;
+    bool nested_;
     bool open_ = true;
 };
 
