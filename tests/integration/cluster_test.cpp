@@ -85,7 +85,9 @@ void create_read_model(const TestDatabase& db) {
 }
 
 std::string cluster_config(const std::string& lease) {
-    std::string yaml = "database:\n  lock_timeout: 60s\n";
+    // Long enough for a batch to wait at the gate through a takeover on a
+    // loaded machine (the defaults, 10 s and 30 s, would end it first).
+    std::string yaml = "database:\n  lock_timeout: 120s\n  statement_timeout: 120s\n";
     if (!lease.empty()) {
         yaml += "daemon:\n  lease_timeout: " + lease + "\n";
     }
@@ -621,7 +623,10 @@ TEST_SUITE("cluster") {
                       "NULL, PRIMARY KEY (projection, position))");
         }
         append(db, 4000);
-        std::string yaml = "daemon:\n  max_connections: 10\ndefaults:\n  batch_size: 100\nprojections:\n";
+        // A minute's poll_interval: a partition its wake-up missed would wait
+        // that long, well past the bounded waits below.
+        std::string yaml =
+            "daemon:\n  max_connections: 10\ndefaults:\n  batch_size: 100\n  poll_interval: 60s\nprojections:\n";
         for (int p = 0; p < projections; ++p) {
             yaml += fmt::format(R"(  - name: q{0:02}
     partitions: {1}
@@ -729,8 +734,15 @@ SELECT string_agg(a.global_position::text, ',')
         };
         figure("new event per partition, one at a time: " + summary(one_by_one));
         figure("one append reaching all 200 partitions: " + summary(together));
-        CHECK(*std::max_element(one_by_one.begin(), one_by_one.end()) < 1.0);
-        CHECK(*std::max_element(together.begin(), together.end()) < 1.0);
+        // Typically well under a second; the tail is a figure (a loaded
+        // machine stretches it), while a missed wake-up would have failed the
+        // waits above.
+        const auto median = [](std::vector<double> values) {
+            std::sort(values.begin(), values.end());
+            return values[values.size() / 2];
+        };
+        CHECK(median(one_by_one) < 1.0);
+        CHECK(median(together) < 1.0);
 
         CHECK(daemon.stop(SIGTERM) == 0);
         sampling = false;
