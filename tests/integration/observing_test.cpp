@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <optional>
 #include <set>
 #include <string>
@@ -124,6 +125,14 @@ std::size_t occurrences(const std::string& text, const std::string& part) {
     return count;
 }
 
+// The first child of process `pid`, or 0.
+int child_of(int pid) {
+    std::ifstream children(fmt::format("/proc/{0}/task/{0}/children", pid));
+    int child = 0;
+    children >> child;
+    return child;
+}
+
 std::string shell_quoted(const std::vector<std::string>& argv) {
     std::string line;
     for (const auto& arg : argv) {
@@ -165,14 +174,14 @@ TEST_SUITE("observing") {
                 text = scrape_text(port);
                 metrics = parse_exposition(text);
                 return sample(metrics, "projectiond_lag_events", counter) == 1000.0 &&
-                       sample(metrics, "projectiond_lag_seconds", counter).value_or(0) > 0;
+                       sample(metrics, "projectiond_lag_seconds", counter).value_or(0) > 0 &&
+                       sample(metrics, "projectiond_projection_state",
+                              {label("projection", "counter"), label("state", "catching_up")}) == 1.0;
             },
             30s, 100ms));
         INFO("scrape while behind:\n" << text);
         CHECK(sample(metrics, "projectiond_events_processed_total", counter) == 0.0);
         CHECK(sample(metrics, "projectiond_checkpoint_position", counter) == 0.0);
-        CHECK(sample(metrics, "projectiond_projection_state",
-                     {label("projection", "counter"), label("state", "catching_up")}) == 1.0);
         const CommandResult behind_check = promtool_check_metrics(text);
         CHECK_MESSAGE(behind_check.exit_code == 0, behind_check.out, behind_check.err);
 
@@ -246,7 +255,15 @@ projections:
 )");
         INFO("log of daemon:\n" << daemon.log());
         const std::uint16_t port = http_port(daemon);
-        const Health failed = wait_for_health(port, 503);
+        // (Until the daemon's first look at the database, /health may also
+        // say "database unreachable": wait for the failure itself.)
+        Health failed;
+        REQUIRE(wait_until(
+            [&] {
+                failed = health(port);
+                return problem_of(failed, "picky").is_object();
+            },
+            30s, 100ms));
         INFO("/health: " << failed.body.dump());
         REQUIRE(failed.status == 503);
         CHECK(failed.body.at("status") == "unhealthy");
@@ -312,6 +329,12 @@ projections:
         // Paused, the projection lets events wait: their age passes 1 s.
         const CommandResult paused = cli(db, daemon.config(), {"pause", "counter"});
         REQUIRE_MESSAGE(paused.exit_code == 0, paused.out, paused.err);
+        REQUIRE(wait_until(
+            [&] {
+                return sample(scrape(port), "projectiond_projection_state",
+                              {label("projection", "counter"), label("state", "paused")}) == 1.0;
+            },
+            10s, 50ms));
         append(db, 20);
         const Health lagging = wait_for_health(port, 503);
         INFO("/health: " << lagging.body.dump());
@@ -469,20 +492,33 @@ projections:
             INFO("terminal:\n" << terminal.output() << terminal.errors());
             REQUIRE(wait_until([&] { return contains(terminal.output(), "counter: position "); }, 30s));
             REQUIRE(caught_up(db, "counter", 60s));
-            terminal.signal(SIGTERM); // script passes it on to the daemon
-            CHECK(terminal.wait_for_exit(30s) == 0);
+            // Caught up, the line goes (at the next redraw, within a second).
+            const auto on_screen = [&] {
+                Screen screen;
+                screen.feed(terminal.output());
+                for (const auto& row : screen.rows()) {
+                    if (contains(row, "counter: position ")) {
+                        return true;
+                    }
+                }
+                return false;
+            };
+            CHECK(wait_until([&] { return !on_screen(); }, 10s, 100ms));
             Screen screen;
             screen.feed(terminal.output());
             CHECK(screen.unknown().empty());
             bool drawn = false;
             for (const auto& row : screen.erased()) {
-                drawn = drawn || (contains(row, "counter: position ") && contains(row, " of 1500 ("));
+                drawn = drawn || (contains(row, "counter: position ") && contains(row, " of 1500 (") &&
+                                  contains(row, " events/s"));
             }
             CHECK(drawn);
-            for (const auto& row : screen.rows()) {
-                CHECK_FALSE(contains(row, "counter: position "));
-            }
-            CHECK(contains(terminal.output(), "\x1b["));
+            // script(1) would kill the daemon 2 s after its own SIGTERM: stop the daemon itself.
+            const int daemon_pid = child_of(terminal.pid());
+            REQUIRE(daemon_pid > 0);
+            REQUIRE(::kill(daemon_pid, SIGTERM) == 0);
+            CHECK(terminal.wait_for_exit(30s) == 0);
+            CHECK_FALSE(contains(terminal.output(), "killing shell"));
         }
         CHECK(db.number("SELECT n FROM stats") == 1500);
 
