@@ -5,8 +5,10 @@
 //
 //   scripts/with-postgres build/bench/scrape_during_catch_up [EVENTS] [PAIRS]
 //
-// (default 200000 events, 3 pairs of runs; bench/run runs it). Prints each
-// run, the medians and their ratio; it asserts nothing.
+// (default 200000 events, 5 pairs of runs; bench/run runs it). Prints each
+// run, the medians and their ratio, and the CPU time the server's thread
+// spent producing the exposition (a figure the machine's other load does
+// not blur); it asserts nothing.
 #include "config/loader.hpp"
 #include "daemon/engine.hpp"
 #include "daemon/projection_setup.hpp"
@@ -25,8 +27,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -43,6 +47,13 @@ namespace {
 
 double seconds_since(Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// CPU time of the calling thread, in seconds.
+double thread_cpu_seconds() {
+    timespec now{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
 }
 
 // CPU time of the whole process (runners, HTTP server, scraper), in seconds.
@@ -113,6 +124,7 @@ struct Run {
     double cpu_seconds = 0;
     std::vector<double> scrapes_ms; // empty without scraping
     std::size_t scrape_bytes = 0;
+    double serving_cpu_seconds = 0; // the HTTP server's thread in the /metrics callback
 };
 
 // `projectiond run` in this process, with its HTTP server: catches one fresh
@@ -148,7 +160,13 @@ projections:
     engine.start_coordinator();
     // The daemon's endpoints, as daemon.cpp wires them: /metrics serializes
     // what the runners and the sampler hold.
-    observability::HttpServer server("127.0.0.1:0", {[&engine] { return engine.metrics().text(); },
+    std::atomic<double> serving_cpu{0};
+    observability::HttpServer server("127.0.0.1:0", {[&engine, &serving_cpu] {
+                                                         const double before = thread_cpu_seconds();
+                                                         std::string text = engine.metrics().text();
+                                                         serving_cpu = serving_cpu + (thread_cpu_seconds() - before);
+                                                         return text;
+                                                     },
                                                      [] { return std::make_pair(200, std::string("{}")); },
                                                      [] { return std::string("{}"); }});
     std::optional<Scraper> scraper;
@@ -163,6 +181,7 @@ projections:
         run.scrapes_ms = scraper->stop();
         run.scrape_bytes = scraper->bytes();
     }
+    run.serving_cpu_seconds = serving_cpu;
     engine.drain_and_stop();
     run.cpu_seconds = process_cpu_seconds() - cpu_start;
     return run;
@@ -178,7 +197,7 @@ double median(std::vector<double> values) {
 
 int main(int argc, char** argv) {
     const long long events = argc > 1 ? std::stoll(argv[1]) : 200000;
-    const int pairs = argc > 2 ? std::stoi(argv[2]) : 3;
+    const int pairs = argc > 2 ? std::stoi(argv[2]) : 5;
     spdlog::set_level(spdlog::level::warn);
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     const std::string dbname = fmt::format("bench_scrape_{}", ::getpid());
@@ -205,21 +224,31 @@ int main(int argc, char** argv) {
     std::vector<double> without_cpu;
     std::vector<double> with_cpu;
     std::vector<double> scrapes;
+    std::vector<double> pair_ratios;
+    std::vector<double> serving_share; // serving CPU / wall time of a run with scraping
     std::size_t bytes = 0;
     int number = 0;
     for (int pair = 0; pair < pairs; ++pair) {
-        // Alternated, so that a machine that gets busier or quieter over
-        // the run weighs on both sides alike.
-        for (const bool scraping : {false, true}) {
+        // Alternated (ABBA), so that a machine that gets busier or quieter
+        // over the run weighs on both sides alike.
+        double pair_seconds[2] = {0, 0};
+        for (const bool scraping : pair % 2 == 0 ? std::array{false, true} : std::array{true, false}) {
             const Run run = catch_up(connect, ++number, max_position, scraping);
-            fmt::print("  run {} {:<18} {:7.2f} s  {:7.2f} s CPU{}\n", number,
+            fmt::print("  run {:2} {:<18} {:7.2f} s, process CPU {:5.2f} s{}\n", number,
                        scraping ? "with scraping:" : "without scraping:", run.seconds, run.cpu_seconds,
-                       scraping ? fmt::format("  ({} scrapes)", run.scrapes_ms.size()) : std::string());
+                       scraping ? fmt::format(", {} scrapes, {:.1f} ms CPU to produce them", run.scrapes_ms.size(),
+                                              run.serving_cpu_seconds * 1e3)
+                                : std::string());
+            pair_seconds[scraping ? 1 : 0] = run.seconds;
+            if (scraping) {
+                serving_share.push_back(run.serving_cpu_seconds / run.seconds);
+            }
             (scraping ? with : without).push_back(run.seconds);
             (scraping ? with_cpu : without_cpu).push_back(run.cpu_seconds);
             scrapes.insert(scrapes.end(), run.scrapes_ms.begin(), run.scrapes_ms.end());
             bytes = std::max(bytes, run.scrape_bytes);
         }
+        pair_ratios.push_back(pair_seconds[1] / pair_seconds[0]);
     }
     std::sort(scrapes.begin(), scrapes.end());
     fmt::print("catch-up, median of {} runs each:\n", pairs);
@@ -227,8 +256,13 @@ int main(int argc, char** argv) {
                static_cast<double>(events) / median(without), median(without_cpu));
     fmt::print("  with scraping    {:7.2f} s ({:.0f} events/s), {:.2f} s CPU\n", median(with),
                static_cast<double>(events) / median(with), median(with_cpu));
-    fmt::print("  ratio with/without: {:.3f} ({:+.1f} %); CPU {:.3f}\n", median(with) / median(without),
-               (median(with) / median(without) - 1) * 100, median(with_cpu) / median(without_cpu));
+    fmt::print("  ratio of the medians with/without: {:.3f} ({:+.1f} %); median of the {} pairs' ratios: {:.3f} "
+               "({:+.1f} %)\n",
+               median(with) / median(without), (median(with) / median(without) - 1) * 100, pairs,
+               median(pair_ratios), (median(pair_ratios) - 1) * 100);
+    fmt::print("  producing the exposition for the scrapes (the /metrics callback, on the server's thread) took "
+               "CPU time equal to {:.3f} % of a run's wall time (median)\n",
+               median(serving_share) * 100);
     if (!scrapes.empty()) {
         fmt::print("  {} scrapes of {} bytes: p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms\n", scrapes.size(), bytes,
                    scrapes[scrapes.size() / 2], scrapes[scrapes.size() * 99 / 100], scrapes.back());
