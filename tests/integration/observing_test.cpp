@@ -239,6 +239,44 @@ TEST_SUITE("observing") {
         CHECK(daemon.stop(SIGTERM) == 0);
     }
 
+    TEST_CASE("a reload keeps the counters of an unchanged projection and takes a removed one's series away") {
+        TestDatabase db;
+        append(db, 100);
+        const std::string gone = "  - name: gone\n    log: true\n";
+        DaemonProcess daemon(db, counter_config(100, gone).insert(0, http_listen));
+        INFO("log of daemon:\n" << daemon.log());
+        const std::uint16_t port = http_port(daemon);
+        const std::set<std::string> counter = {label("projection", "counter"), label("partition", "0")};
+        REQUIRE(caught_up(db, "counter"));
+        REQUIRE(caught_up(db, "gone"));
+        REQUIRE(wait_until(
+            [&] {
+                const Exposition metrics = scrape(port);
+                return sample(metrics, "projectiond_events_processed_total", counter) == 100.0 &&
+                       sample(metrics, "projectiond_events_processed_total",
+                              {label("projection", "gone"), label("partition", "0")}) == 100.0;
+            },
+            10s));
+
+        daemon.config().write(counter_config(100).insert(0, http_listen));
+        daemon.process().signal(SIGHUP);
+        REQUIRE(daemon.wait_for_log("reloaded: 0 added, 0 changed (restarted), 1 removed, 1 unchanged"));
+        append(db, 20);
+        REQUIRE(caught_up(db, "counter"));
+        Exposition metrics;
+        REQUIRE(wait_until(
+            [&] {
+                metrics = scrape(port);
+                return sample(metrics, "projectiond_events_processed_total", counter) == 120.0;
+            },
+            10s));
+        CHECK(sample(metrics, "projectiond_batches_total", counter).value_or(0) >= 2.0);
+        // Once its runner has been joined, not a series of `gone` is left.
+        CHECK(wait_until([&] { return !contains(scrape_text(port), label("projection", "gone")); }, 10s, 50ms));
+        CHECK(http_port(daemon) == port); // the same server goes on
+        CHECK(daemon.stop(SIGTERM) == 0);
+    }
+
     TEST_CASE("/health is 503 naming a failed projection, then 200 once it is fixed and resumed") {
         TestDatabase db;
         append(db, 4);
