@@ -30,8 +30,8 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <thread>
@@ -258,8 +258,8 @@ int main(int argc, char** argv) {
                static_cast<double>(events) / median(with), median(with_cpu));
     fmt::print("  ratio of the medians with/without: {:.3f} ({:+.1f} %); median of the {} pairs' ratios: {:.3f} "
                "({:+.1f} %)\n",
-               median(with) / median(without), (median(with) / median(without) - 1) * 100, pairs,
-               median(pair_ratios), (median(pair_ratios) - 1) * 100);
+               median(with) / median(without), (median(with) / median(without) - 1) * 100, pairs, median(pair_ratios),
+               (median(pair_ratios) - 1) * 100);
     fmt::print("  producing the exposition for the scrapes (the /metrics callback, on the server's thread) took "
                "CPU time equal to {:.3f} % of a run's wall time (median)\n",
                median(serving_share) * 100);

@@ -211,8 +211,8 @@ TEST_SUITE("observing") {
                      {label("projection", "counter"), label("state", "caught_up")}) == 1.0);
         CHECK(sample(metrics, "projectiond_projection_state",
                      {label("projection", "counter"), label("state", "catching_up")}) == 0.0);
-        CHECK(sample(metrics, "projectiond_failures_total", {label("projection", "counter"), label("kind", "handler")}) ==
-              0.0);
+        CHECK(sample(metrics, "projectiond_failures_total",
+                     {label("projection", "counter"), label("kind", "handler")}) == 0.0);
         CHECK(sample(metrics, "projectiond_dead_letters_total", counter) == 0.0);
         CHECK(sample(metrics, "projectiond_database_up") == 1.0);
         CHECK(sample(metrics, "projectiond_watermark_held_seconds") == 0.0);
@@ -337,7 +337,8 @@ projections:
     TEST_CASE("/health is 503 naming the database while it is stopped, and 200 when it is back") {
         TestDatabase db;
         append(db, 10);
-        DaemonProcess daemon(db, counter_config(100, "", "UPDATE stats SET n = n + 1 WHERE id = 1").insert(0, http_listen));
+        DaemonProcess daemon(db,
+                             counter_config(100, "", "UPDATE stats SET n = n + 1 WHERE id = 1").insert(0, http_listen));
         INFO("log of daemon:\n" << daemon.log());
         const std::uint16_t port = http_port(daemon);
         REQUIRE(caught_up(db, "counter"));
@@ -387,8 +388,7 @@ projections:
         CHECK(problem.at("lag_seconds").get<double>() > 1.0);
         CHECK(problem.at("max_lag_seconds") == 1.0);
         CHECK(lagging.body.at("problems").size() == 1u);
-        CHECK(sample(scrape(port), "projectiond_lag_seconds",
-                     {label("projection", "counter"), label("partition", "0")})
+        CHECK(sample(scrape(port), "projectiond_lag_seconds", {label("projection", "counter"), label("partition", "0")})
                   .value_or(0) > 1.0);
 
         const CommandResult resumed = cli(db, daemon.config(), {"resume", "counter"});
@@ -418,8 +418,8 @@ projections:
         append(db, 10);
 
         const std::string named = fmt::format("pid {} (transaction ", pid);
-        REQUIRE(daemon.wait_for_log("behind an open transaction, which projections cannot pass until it ends: " +
-                                    named));
+        REQUIRE(
+            daemon.wait_for_log("behind an open transaction, which projections cannot pass until it ends: " + named));
         CHECK(contains(daemon.log(), "application_name 'observing-test-holder'"));
         CHECK(checkpoint(db, "counter") == 5);
 
@@ -481,8 +481,9 @@ projections:
         CHECK(head->status == 200);
         CHECK(head->body.empty());
         // Refused (or cut off: the server may close before reading it all).
-        const auto oversized = testing::exchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: " +
-                                                  std::string(64 * 1024, 'a') + "\r\nConnection: close\r\n\r\n");
+        const auto oversized =
+            testing::exchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(64 * 1024, 'a') +
+                                        "\r\nConnection: close\r\n\r\n");
         if (oversized) {
             CHECK(oversized->status == 431);
         }
@@ -519,14 +520,16 @@ projections:
         CHECK(daemon.stop(SIGTERM) == 0);
     }
 
-    TEST_CASE("on a terminal a live progress line shows the catch-up and is taken away; elsewhere no control characters") {
+    TEST_CASE(
+        "on a terminal a live progress line shows the catch-up and is taken away; elsewhere no control characters") {
         TestDatabase db;
         append(db, 1500);
-        const std::string yaml = counter_config(50, "", "UPDATE stats SET n = n + 1 WHERE id = 1; SELECT pg_sleep(0.002)")
-                                     .insert(0, "daemon:\n  log_interval: 1s\n");
+        const std::string yaml =
+            counter_config(50, "", "UPDATE stats SET n = n + 1 WHERE id = 1; SELECT pg_sleep(0.002)")
+                .insert(0, "daemon:\n  log_interval: 1s\n");
         const TempFile config(yaml);
-        const std::vector<std::string> run = {projectiond_binary(), "run",         "-c", config.path(), "--database-url",
-                                              db.conninfo(),        "--log-target", "stderr"};
+        const std::vector<std::string> run = {projectiond_binary(), "run",         "-c",           config.path(),
+                                              "--database-url",     db.conninfo(), "--log-target", "stderr"};
         {
             // script(1) gives the daemon a pseudo-terminal and copies what it draws to its stdout.
             ChildProcess terminal({"/usr/bin/script", "-qfec", shell_quoted(run), "/dev/null"},
@@ -590,8 +593,8 @@ projections:
                                 "status", "--watch", "1"});
             INFO("status --watch:\n" << watch.output() << watch.errors());
             REQUIRE(wait_until(
-                [&] { return occurrences(watch.output(), "projectiond status, every 1 s (Ctrl+C to stop)") >= 3; },
-                20s, 50ms));
+                [&] { return occurrences(watch.output(), "projectiond status, every 1 s (Ctrl+C to stop)") >= 3; }, 20s,
+                50ms));
             const std::string output = watch.output();
             CHECK(contains(output, "Status: Caught up (all events processed)"));
             CHECK(contains(output, "counter: measuring..."));
