@@ -337,8 +337,7 @@ projections:
     TEST_CASE("/health is 503 naming the database while it is stopped, and 200 when it is back") {
         TestDatabase db;
         append(db, 10);
-        DaemonProcess daemon(db,
-                             counter_config(100, "", "UPDATE stats SET n = n + 1 WHERE id = 1").insert(0, http_listen));
+        DaemonProcess daemon(db, counter_config(100).insert(0, http_listen));
         INFO("log of daemon:\n" << daemon.log());
         const std::uint16_t port = http_port(daemon);
         REQUIRE(caught_up(db, "counter"));
@@ -552,10 +551,11 @@ projections:
             Screen screen;
             screen.feed(terminal.output());
             CHECK(screen.unknown().empty());
+            // "counter: position 450 of 1500 (30.0%), 450 events/s, ETA 2s"
             bool drawn = false;
             for (const auto& row : screen.erased()) {
                 drawn = drawn || (contains(row, "counter: position ") && contains(row, " of 1500 (") &&
-                                  contains(row, " events/s"));
+                                  contains(row, "%), ") && contains(row, " events/s, ETA "));
             }
             CHECK(drawn);
             // script(1) would kill the daemon 2 s after its own SIGTERM: stop the daemon itself.
