@@ -51,6 +51,9 @@ Coordinator::Coordinator(CoordinatorSettings settings, Supervisor& supervisor, s
     if (!wake_fd_) {
         throw std::system_error(errno, std::generic_category(), "eventfd");
     }
+    if (metrics_ != nullptr) {
+        metrics_->set_database_up(database_up_);
+    }
     interrupt_.fd = wake_fd_.get();
     interrupt_.give_up = [this] {
         std::uint64_t count = 0;

@@ -133,7 +133,10 @@ private:
     std::map<std::string, Clock::time_point> refresh_asked_; // projection -> when last asked
 
     std::atomic<bool> ready_{false};
-    std::atomic<bool> database_up_{false};
+    // The coordinator starts once the daemon has prepared the database, so
+    // it was reachable a moment ago: up until a connection says otherwise,
+    // not "unreachable" (/health, STATUS=) while the first one is made.
+    std::atomic<bool> database_up_{true};
     std::atomic<bool> stop_{false};
     std::atomic<bool> finish_{false};
     std::atomic<bool> poked_{false};

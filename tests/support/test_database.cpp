@@ -59,7 +59,13 @@ void ensure_cluster_running() {
     if (pgctl == nullptr || pgdata == nullptr) {
         return;
     }
-    const std::string status = fmt::format("'{}' -D '{}' status >/dev/null 2>&1", pgctl, pgdata);
+    // pg_ctl refuses to run as root, `status` included: as root, ask as the
+    // cluster's owner, as run_pg_ctl does (else the cluster always looks down,
+    // and a start of the running server fails, saying so on stderr).
+    const char* user = std::getenv("PROJECTIOND_TEST_PGUSER_OS");
+    const std::string as_owner =
+        ::getuid() == 0 && user != nullptr ? fmt::format("runuser -u {} -- ", user) : std::string();
+    const std::string status = fmt::format("{}'{}' -D '{}' status >/dev/null 2>&1", as_owner, pgctl, pgdata);
     if (std::system(status.c_str()) != 0) {
         start_cluster();
     }
