@@ -298,6 +298,41 @@ projections:
         CHECK(db.number("SELECT events_processed FROM projection_checkpoints") == 12);
     }
 
+    TEST_CASE("two runs of one batch that fail only as a whole are both applied one event at a time, without "
+              "going back and forth between them") {
+        TestDatabase db;
+        {
+            // Run 1: Set x12, then an event of another handler, then run 2: Set x12.
+            store::Connection conn = db.connect();
+            const std::string sets = "SELECT append_events('C', 'K', 'k-' || (i % 3), NULL, "
+                                     "'[{\"event_type\": \"Set\", \"payload\": {}}]') FROM generate_series(1, 12) i";
+            conn.exec(sets);
+            conn.exec("SELECT append_events('C', 'K', 'other', 0, '[{\"event_type\": \"Other\", \"payload\": {}}]')");
+            conn.exec(sets);
+        }
+        const std::string yaml = R"(defaults:
+  batch_size: 100
+  on_error: skip
+  max_retries: 0
+projections:
+  - name: last_version
+    setup: CREATE TABLE IF NOT EXISTS heads (id text PRIMARY KEY, version bigint, updates int)
+    handlers:
+      Set:
+        batch: |
+          INSERT INTO heads SELECT aggregate_id, aggregate_version, 1 FROM batch
+          ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, updates = heads.updates + 1
+      Other: SELECT 1
+)";
+        DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(caught_up(db, "last_version", 20s));
+        CHECK(daemon.stop(SIGTERM) == 0);
+        CHECK(db.number("SELECT count(*) FROM projection_dead_letters") == 0);
+        CHECK(db.number("SELECT count(*) FROM heads WHERE version = 8 AND updates = 8") == 3);
+        CHECK(db.number("SELECT events_processed FROM projection_checkpoints") == 25);
+    }
+
     TEST_CASE("on_error: stop with a batch handler commits the events before the failing one and stops just "
               "before it") {
         TestDatabase db;
