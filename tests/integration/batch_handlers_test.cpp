@@ -116,7 +116,8 @@ SELECT count(*)
     ON e.k = l.k AND e.global_position = l.position
  WHERE l.k IS NULL OR e.k IS NULL)sql") == 0);
         // batch_ordinal counts 1, 2, ... along a run; a run ends where another
-        // handler's event comes (or an event no handler takes, or the batch ends).
+        // handler's event comes, or with the batch (events of type N, which no
+        // handler takes, are not even read: a run goes on across them).
         const std::string runs = R"sql(
 SELECT count(*)
   FROM (SELECT handler, ordinal, lag(handler) OVER w AS previous_handler, lag(ordinal) OVER w AS previous_ordinal
