@@ -8,9 +8,9 @@
 #include "in_process.hpp"
 #include "projection/runner.hpp"
 #include "store/checkpoints.hpp"
-#include "store/generations.hpp"
 #include "store/connect.hpp"
 #include "store/demo_events.hpp"
+#include "store/generations.hpp"
 #include "store/migrations.hpp"
 
 #include <spdlog/spdlog.h>
@@ -125,6 +125,7 @@ int main(int argc, char** argv) {
 
     const double upsert_split = bench.catch_up(upsert_config("upsert_split", "users_split", 2), max_position);
     const long long projected_split = conn.exec("SELECT count(*) FROM users_split").int64(0, 0);
+    const double upsert_four = bench.catch_up(upsert_config("upsert_four", "users_four", 4), max_position);
 
     const double noop = bench.catch_up(R"(defaults:
   batch_size: 1000
@@ -157,10 +158,15 @@ projections:
 )",
                                                max_position);
     const long long projected_batch = conn.exec("SELECT count(*) FROM users_batch").int64(0, 0);
-    const bool batch_equal =
-        conn.exec("SELECT NOT EXISTS (SELECT * FROM users_batch EXCEPT SELECT * FROM users_projected) AND "
-                  "NOT EXISTS (SELECT * FROM users_projected EXCEPT SELECT * FROM users_batch)")
-            .boolean(0, 0);
+    // Every read model must equal the single per-event run's, row for row.
+    const auto equal_to_per_event = [&](const std::string& table) {
+        return conn.exec(fmt::format("SELECT NOT EXISTS (SELECT * FROM {0} EXCEPT SELECT * FROM users_projected) AND "
+                                     "NOT EXISTS (SELECT * FROM users_projected EXCEPT SELECT * FROM {0})",
+                                     table))
+                       .boolean(0, 0)
+                   ? "equal to"
+                   : "DIFFERENT FROM";
+    };
 
     const auto row = [&](const char* what, double seconds) {
         fmt::print("  {:<52} {:>7.2f} s {:>10.0f} events/s {:>6.2f}x baseline\n", what, seconds,
@@ -170,11 +176,19 @@ projections:
     row("baseline: one INSERT ... SELECT ... ON CONFLICT", baseline);
     row("projectiond: upsert handler", upsert);
     row("projectiond: upsert handler, partitions: 2", upsert_split);
+    row("projectiond: upsert handler, partitions: 4", upsert_four);
     row("projectiond: batch upsert handler ({batch: ...})", batch_upsert);
     row("projectiond: no-op (log: true, lines filtered out)", noop);
     row("projectiond: `SELECT 1` handler", select_one);
-    fmt::print("  rows projected: {} and {} (partitioned) of {}; batch handler: {} rows, {} the per-event result\n",
-               projected, projected_split, events, projected_batch, batch_equal ? "equal to" : "DIFFERENT FROM");
+    fmt::print("  rows projected: {} of {} events by the per-event handler ({} the set-based baseline)\n", projected,
+               events, equal_to_per_event("users_baseline"));
+    fmt::print("  partitions: 2: {} rows, {} the per-event result; partitions: 4: {} the per-event result\n",
+               projected_split, equal_to_per_event("users_split"), equal_to_per_event("users_four"));
+    fmt::print("  batch handler: {} rows, {} the per-event result\n", projected_batch,
+               equal_to_per_event("users_batch"));
+    fmt::print("  ratios: batch handler {:.2f}x set-based (aim <= 1.1x), per-event handler {:.2f}x (aim <= 2x), "
+               "partitions: 4 {:.2f}x partitions: 1 (aim <= 1x)\n",
+               batch_upsert / baseline, upsert / baseline, upsert_four / upsert);
     fmt::print("  process RSS: {} KiB before, peak {} KiB after the upsert run\n\n", rss_before, rss_after_upsert);
 
     // Append-to-applied latency with a 10 s poll interval: the watcher must

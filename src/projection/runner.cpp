@@ -676,9 +676,15 @@ Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchA
         count_failure(outcome.failed_row ? observability::FailureKind::handler : observability::FailureKind::database);
         if (outcome.failed_row && outcome.failed_rows > 1) {
             // A batch handler's run failed: run those events one at a time to
-            // find the one that fails (not counted as a retry).
-            request.isolate_from = *outcome.failed_row;
-            request.isolate_to = *outcome.failed_row + outcome.failed_rows;
+            // find the one that fails (not counted as a retry). The range
+            // only widens: a run isolated before, whose events pass one at a
+            // time, must not be put back whole, or two runs that fail only as
+            // a whole would take turns for ever.
+            const int run_from = *outcome.failed_row;
+            const int run_to = run_from + outcome.failed_rows;
+            const bool isolating = request.isolate_from < request.isolate_to;
+            request.isolate_from = isolating ? std::min(request.isolate_from, run_from) : run_from;
+            request.isolate_to = isolating ? std::max(request.isolate_to, run_to) : run_to;
             spdlog::info("{}; running those events one at a time to find the failing one", describe(error));
             continue;
         }
