@@ -584,6 +584,14 @@ BEGIN
 END
 $fn$;
 
+-- The events of a batch handler's run, by position. A batch handler runs with
+-- its projection's schema first in search_path, where a table of the
+-- projection's own may be called events too; this always reads the store's.
+CREATE OR REPLACE FUNCTION projectiond_run_events(p_positions bigint[]) RETURNS SETOF events
+LANGUAGE sql STABLE AS $fn$
+    SELECT e.* FROM events e WHERE e.global_position = ANY (p_positions)
+$fn$;
+
 -- Every function of the schema resolves names in the schema it was installed
 -- in, whatever the caller's search_path (pg_dump restores with an empty one).
 DO $$
@@ -596,7 +604,7 @@ BEGIN
            AND p.proname IN ('projectiond_partition_of', 'projectiond_begin_epoch', 'projectiond_foreign_rows',
                              'projectiond_append_epoch', 'projectiond_events_before_insert',
                              'projectiond_events_before_update', 'projectiond_advance_checkpoint', 'append_events',
-                             'projectiond_swap_generation')
+                             'projectiond_swap_generation', 'projectiond_run_events')
     LOOP
         EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I', fn, current_schema());
     END LOOP;

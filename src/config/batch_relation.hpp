@@ -18,7 +18,7 @@ namespace projectiond::config {
 // The select check-config gives `batch`: the events table's columns plus
 // batch_ordinal, and no rows.
 inline constexpr std::string_view empty_batch_select =
-    "SELECT e.*, 0::bigint AS batch_ordinal FROM events e WHERE false";
+    "SELECT e.*, 0::bigint AS batch_ordinal FROM projectiond_run_events(ARRAY[]::bigint[]) e WHERE false";
 
 struct BatchRelation {
     std::string sql;             // the statement with `batch` defined

@@ -75,19 +75,27 @@ BatchApplier::BatchApplier(const ReadPlan& plan, store::PartitionKey key, std::o
 
 void BatchApplier::prepare(store::ConnectionPool::Lease& lease) {
     SchemaWhilePreparing schema_scope(lease.conn(), schema_, key_);
-    const auto prepare_one = [&](const std::string& name, const std::string& sql, const std::vector<Oid>& types) {
+    const auto prepare_one = [&](const std::string& name, const std::string& sql, const std::vector<Oid>& types,
+                                 bool in_schema) {
         const std::string full = prefix_ + name;
         if (lease.is_prepared(full) || unprepared_.contains(name)) {
             return;
         }
-        schema_scope.enter();
+        if (in_schema) {
+            schema_scope.enter();
+        }
         lease->prepare(full, sql, types);
         lease.mark_prepared(full);
     };
+    // The store's own statements first, before the projection's schema is
+    // entered: a table of the projection's named like one of the store's
+    // (events, ...) must not stand in for it.
+    prepare_one("advance", advance_sql, {}, false);
+    prepare_one("dead_letter", dead_letter_sql, {}, false);
     for (const auto& handler : plan_.handlers()) {
         for (const auto& statement : handler.statements) {
             try {
-                prepare_one(statement.name, statement.sql, statement.types);
+                prepare_one(statement.name, statement.sql, statement.types, true);
             } catch (const store::DatabaseError& error) {
                 if (error.connection_lost()) {
                     throw;
@@ -99,8 +107,6 @@ void BatchApplier::prepare(store::ConnectionPool::Lease& lease) {
             }
         }
     }
-    prepare_one("advance", advance_sql, {});
-    prepare_one("dead_letter", dead_letter_sql, {});
 }
 
 void BatchApplier::prepare_code(store::ConnectionPool::Lease& lease, const BatchRequest& request) {

@@ -57,10 +57,12 @@ std::string text_array_literal(const std::vector<std::string>& values) {
 namespace {
 
 // The relation `batch` of a batch handler's run: the events whose positions
-// are bound as $1 (bigint[]), plus their order in the run.
+// are bound as $1 (bigint[]), plus their order in the run. Read through a
+// function, not the name `events`: the projection's schema comes first in the
+// handler's search_path and may hold an `events` table of its own.
 constexpr std::string_view batch_select =
     "SELECT e.*, o.ordinality AS batch_ordinal FROM unnest($1::bigint[]) WITH ORDINALITY AS o(position, "
-    "ordinality) JOIN events e ON e.global_position = o.position";
+    "ordinality) JOIN projectiond_run_events($1::bigint[]) e ON e.global_position = o.position";
 
 constexpr Oid int8_array = 1016;
 

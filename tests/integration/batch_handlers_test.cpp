@@ -379,4 +379,28 @@ projections:
         // The other projection, batch-counting in the same daemon, went on.
         CHECK(db.number("SELECT n FROM stats") == 20);
     }
+
+    // The projection's schema comes first in its handlers' search_path; a
+    // table of its own named `events` must not become the run's events.
+    TEST_CASE("a projection whose schema has a table named events still sees the store's events in batch") {
+        TestDatabase db;
+        append(db, 30);
+        const std::string yaml = R"(projections:
+  - name: calendar
+    schema: calendar
+    setup: |
+      CREATE TABLE IF NOT EXISTS events (id bigint PRIMARY KEY, title text);
+      CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY, name text)
+    handlers:
+      UserCreated:
+        batch: INSERT INTO seen SELECT global_position, payload->>'name' FROM batch
+)";
+        DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(caught_up(db, "calendar"));
+        CHECK(daemon.stop(SIGTERM) == 0);
+        CHECK(db.number("SELECT count(*) FROM calendar.seen") == 30);
+        CHECK(db.number("SELECT count(*) FROM calendar.seen s JOIN public.events e ON e.global_position = s.position "
+                        "AND e.payload->>'name' = s.name") == 30);
+    }
 }
