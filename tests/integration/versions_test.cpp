@@ -328,7 +328,7 @@ TEST_SUITE("versions") {
         REQUIRE(live_caught_up(db, "tally"));
         const long long v1 = live_generation(db, "tally");
 
-        daemon.config().write(config_with(tally(2, "v2", "0.002")));
+        daemon.config().write(config_with(tally(2, "v2", "0.005")));
         daemon.process().signal(SIGHUP);
         REQUIRE(wait_until([&] { return building_generation(db, "tally") != 0; }, 30s));
         const long long v2 = building_generation(db, "tally");
