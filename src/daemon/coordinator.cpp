@@ -175,6 +175,8 @@ void Coordinator::session(store::Connection& conn) {
             obey_controls(conn);
             next_share_ = now + share_interval;
             ready_ = true;
+        } else if (build_held_) {
+            advance_builds(conn, store::generation_states(conn, supervisor_.projection_names()));
         }
         // Checked before every watch: a runner must never read while a
         // subscription writes the events.
@@ -383,10 +385,13 @@ std::vector<std::string> Coordinator::take_refresh_requests() {
 
 // A building generation that has caught up is swapped in. When it is close,
 // the live one is asked to hold still for a moment (swap_requested_at), so
-// that under a steady stream of appends the new one can catch up exactly.
+// that under a steady stream of appends the new one can catch up exactly;
+// while it holds, the swap is tried at every watch (build_held_), since every
+// moment of the hold is latency for the live version's readers.
 void Coordinator::advance_builds(store::Connection& conn,
                                  const std::vector<std::pair<std::string, store::GenerationState>>& states) {
     const auto running = supervisor_.running_generations();
+    build_held_ = false;
     for (const auto& [name, state] : states) {
         if (!state.building_generation) {
             continue;
@@ -414,8 +419,10 @@ SELECT count(*) <= 1000 FROM (
      LIMIT 1001) n)sql",
                                               {name, std::to_string(*state.building_generation)});
         if (close.boolean(0, 0) && !state.swap_requested) {
-            store::request_swap(conn, name, true);
+            store::request_swap(conn, name, true); // its notification brings us back at once
         }
+        // Held for at most 10 s (then state.swap_requested is false again).
+        build_held_ = build_held_ || state.swap_requested;
     }
 }
 

@@ -131,6 +131,10 @@ private:
     std::mutex refresh_mutex_;
     std::vector<std::string> refresh_requests_;
     std::map<std::string, Clock::time_point> refresh_asked_; // projection -> when last asked
+    // A build this daemon runs has asked the live generation to hold still:
+    // the swap is tried at every watch, not once a second, so that the hold
+    // is as short as the build's last batches.
+    bool build_held_ = false;
 
     std::atomic<bool> ready_{false};
     std::atomic<bool> database_up_{false};
