@@ -33,6 +33,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -107,7 +108,7 @@ public:
         config_ = work_directory() / "rebuild.yaml";
         log_ = work_directory() / "rebuild.log";
         write(yaml);
-        const std::vector<std::string> argv{daemon_binary(), "run",           "-c",           config_.string(),
+        const std::vector<std::string> argv{daemon_binary(),  "run",           "-c",           config_.string(),
                                             "--database-url", "dbname=" + db_, "--log-target", "stderr",
                                             "--log-level",    "info"};
         pid_ = ::fork();
@@ -189,6 +190,7 @@ struct Generations {
     long long building_generation = 0; // 0: none
     long long building_position = 0;
     long long building_processed = 0;
+    std::string swap_requested_at; // "" when the live generation is not held
 };
 
 Generations generations(store::Connection& conn, const std::string& name) {
@@ -200,7 +202,8 @@ SELECT p.live_generation,
        coalesce((SELECT min(c.last_global_position) FROM projection_checkpoints c
                   WHERE c.projection_name = p.projection_name AND c.generation = p.building_generation), 0),
        coalesce((SELECT sum(c.events_processed) FROM projection_checkpoints c
-                  WHERE c.projection_name = p.projection_name AND c.generation = p.building_generation), 0)
+                  WHERE c.projection_name = p.projection_name AND c.generation = p.building_generation), 0),
+       coalesce(p.swap_requested_at::text, '')
   FROM projectiond_projections p WHERE p.projection_name = $1)sql",
                                         {name});
     Generations g;
@@ -210,6 +213,7 @@ SELECT p.live_generation,
         g.building_generation = row.int64(0, 2);
         g.building_position = row.int64(0, 3);
         g.building_processed = row.int64(0, 4);
+        g.swap_requested_at = std::string(row.text(0, 5));
     }
     return g;
 }
@@ -279,20 +283,20 @@ std::string percentiles(const std::vector<double>& sorted) {
 }
 
 struct Round {
-    double catch_up = 0;     // s
-    double rebuild = 0;      // s
-    long long built = 0;     // events the rebuild applied
+    double catch_up = 0; // s
+    double rebuild = 0;  // s
+    long long built = 0; // events the rebuild applied
     bool contains_old = false;
     long long more_rows = 0;
     std::vector<double> quiet, during, after; // latencies, ms, sorted
     std::string status_midway;
+    std::optional<double> held_ms; // from the hold to the swap (none seen: shorter than a poll)
 };
 
 // One round: projection `name` caught up from the first event (the daemon
 // started, or reloaded into it), then version 2 built beside it under the
 // probe's appends until it is swapped in.
-Round run_round(const Database& db, std::unique_ptr<Daemon>& daemon, const std::string& name,
-                long long max_position) {
+Round run_round(const Database& db, std::unique_ptr<Daemon>& daemon, const std::string& name, long long max_position) {
     Round round;
     store::Connection conn = db.connect();
     auto start = Clock::now();
@@ -316,18 +320,30 @@ Round run_round(const Database& db, std::unique_ptr<Daemon>& daemon, const std::
     daemon->write(users_yaml(name, 2));
     start = Clock::now();
     daemon->signal(SIGHUP);
+    std::string held_since;
     for (;;) {
         const Generations now = generations(conn, name);
         if (now.live_generation != live_before) {
             break;
         }
-        if (round.status_midway.empty() && now.building_generation != 0 &&
-            now.building_position >= max_position / 2) {
+        if (!now.swap_requested_at.empty()) {
+            held_since = now.swap_requested_at;
+        }
+        if (round.status_midway.empty() && now.building_generation != 0 && now.building_position >= max_position / 2) {
             round.status_midway = daemon->status(name);
         }
-        std::this_thread::sleep_for(20ms);
+        std::this_thread::sleep_for(5ms);
     }
     const auto swapped = Clock::now();
+    if (!held_since.empty()) {
+        round.held_ms = std::stod(
+            std::string(conn.exec("SELECT extract(epoch FROM g.live_since - $2::timestamptz) * 1000 "
+                                  "FROM projectiond_generations g JOIN projectiond_projections p "
+                                  "ON p.projection_name = g.projection_name AND g.generation = p.live_generation "
+                                  "WHERE g.projection_name = $1",
+                                  {name, held_since})
+                            .text(0, 0)));
+    }
     round.rebuild = seconds_since(start);
     round.built = conn.exec("SELECT sum(c.events_processed) FROM projection_checkpoints c "
                             "JOIN projectiond_projections p ON p.projection_name = c.projection_name "
@@ -400,6 +416,8 @@ int main(int argc, char** argv) {
                    "of version 1\n           and {} more (appended since the swap, or while the live one held "
                    "still before it)\n",
                    r.built, r.built - events, r.contains_old ? "has" : "LACKS", r.more_rows);
+        fmt::print("           the live version held still for {} before the swap\n",
+                   r.held_ms ? fmt::format("{:.0f} ms", *r.held_ms) : std::string("less than a 5 ms poll"));
         catch_up += r.catch_up;
         rebuild += r.rebuild;
         built += r.built;

@@ -232,7 +232,7 @@ TEST_SUITE("versions") {
             CHECK(o.rows > 0);
             CHECK(o.rows >= previous);
             CHECK((o.v1 == o.rows || o.v2 == o.rows)); // entirely old or entirely new
-            CHECK(o.count == o.rows);                 // both tables of one model
+            CHECK(o.count == o.rows);                  // both tables of one model
             if (o.v2 == o.rows) {
                 new_seen = true;
                 ++new_observations;
@@ -289,11 +289,11 @@ TEST_SUITE("versions") {
         REQUIRE(wait_until(
             [&] {
                 // One snapshot: the build's checkpoint while it is still the build.
-                const std::string row = db.scalar(fmt::format(
-                    "SELECT coalesce((SELECT min(last_global_position) FROM projection_checkpoints "
-                    "WHERE projection_name = 'tally' AND generation = {0}), -1) || ',' || live_generation "
-                    "FROM projectiond_projections WHERE projection_name = 'tally'",
-                    building));
+                const std::string row = db.scalar(
+                    fmt::format("SELECT coalesce((SELECT min(last_global_position) FROM projection_checkpoints "
+                                "WHERE projection_name = 'tally' AND generation = {0}), -1) || ',' || live_generation "
+                                "FROM projectiond_projections WHERE projection_name = 'tally'",
+                                building));
                 const long long position = std::stoll(row.substr(0, row.find(',')));
                 const long long live = std::stoll(row.substr(row.find(',') + 1));
                 if (position >= 0 && position < killed_at) {
