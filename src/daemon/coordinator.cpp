@@ -171,8 +171,10 @@ void Coordinator::session(store::Connection& conn) {
         }
         const auto now = Clock::now();
         if (poked_.exchange(false) || now >= next_share_) {
-            share(conn);
+            // The pause first: a runner granted a partition before it knew
+            // would take a batch (the first one after a restart, say).
             obey_controls(conn);
+            share(conn);
             next_share_ = now + share_interval;
             ready_ = true;
         } else if (build_held_) {
@@ -299,6 +301,7 @@ void Coordinator::share(store::Connection& conn) {
         if (std::find(retiring_keys.begin(), retiring_keys.end(), key) != retiring_keys.end()) {
             return; // the old runner of a changed projection is still finishing its batch
         }
+        runner.set_paused(paused_.contains(key.projection));
         runner.grant(it->owner);
         ++granted;
         if (runner.release_requested()) {
@@ -339,8 +342,12 @@ void Coordinator::obey_controls(store::Connection& conn) {
     std::set<std::string> resumed;
     std::vector<std::string> refresh;
     const auto now = Clock::now();
+    paused_.clear();
     for (const auto& [name, state] : states) {
         by_name[name] = state;
+        if (state.paused) {
+            paused_.insert(name);
+        }
         const auto seen = resumed_seen_.find(name);
         if (seen != resumed_seen_.end() && seen->second != state.resumed_at) {
             resumed.insert(name);

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 namespace projectiond::daemon {
@@ -127,6 +128,9 @@ private:
     std::optional<Clock::time_point> pending_since_; // committed events have waited since
     std::map<std::uint64_t, Clock::time_point> holders_warned_; // transaction -> last warning
     std::map<std::string, std::string> resumed_seen_;
+    // Paused projections, as the last obey_controls() read them: a runner is
+    // told before it is granted a partition, never after.
+    std::set<std::string> paused_;
     int last_granted_ = -1;
     std::mutex refresh_mutex_;
     std::vector<std::string> refresh_requests_;
