@@ -174,10 +174,14 @@ void Coordinator::session(store::Connection& conn) {
         }
         const auto now = Clock::now();
         if (poked_.exchange(false) || now >= next_share_) {
-            share(conn);
+            // The pause first: a runner granted a partition before it knew
+            // would take a batch (the first one after a restart, say).
             obey_controls(conn);
+            share(conn);
             next_share_ = now + share_interval;
             ready_ = true;
+        } else if (build_held_) {
+            advance_builds(conn, store::generation_states(conn, supervisor_.projection_names()));
         }
         // Checked before every watch: a runner must never read while a
         // subscription writes the events.
@@ -300,6 +304,7 @@ void Coordinator::share(store::Connection& conn) {
         if (std::find(retiring_keys.begin(), retiring_keys.end(), key) != retiring_keys.end()) {
             return; // the old runner of a changed projection is still finishing its batch
         }
+        runner.set_paused(paused_.contains(key.projection));
         runner.grant(it->owner);
         ++granted;
         if (runner.release_requested()) {
@@ -340,8 +345,12 @@ void Coordinator::obey_controls(store::Connection& conn) {
     std::set<std::string> resumed;
     std::vector<std::string> refresh;
     const auto now = Clock::now();
+    paused_.clear();
     for (const auto& [name, state] : states) {
         by_name[name] = state;
+        if (state.paused) {
+            paused_.insert(name);
+        }
         const auto seen = resumed_seen_.find(name);
         if (seen != resumed_seen_.end() && seen->second != state.resumed_at) {
             resumed.insert(name);
@@ -386,10 +395,13 @@ std::vector<std::string> Coordinator::take_refresh_requests() {
 
 // A building generation that has caught up is swapped in. When it is close,
 // the live one is asked to hold still for a moment (swap_requested_at), so
-// that under a steady stream of appends the new one can catch up exactly.
+// that under a steady stream of appends the new one can catch up exactly;
+// while it holds, the swap is tried at every watch (build_held_), since every
+// moment of the hold is latency for the live version's readers.
 void Coordinator::advance_builds(store::Connection& conn,
                                  const std::vector<std::pair<std::string, store::GenerationState>>& states) {
     const auto running = supervisor_.running_generations();
+    build_held_ = false;
     for (const auto& [name, state] : states) {
         if (!state.building_generation) {
             continue;
@@ -417,8 +429,10 @@ SELECT count(*) <= 1000 FROM (
      LIMIT 1001) n)sql",
                                               {name, std::to_string(*state.building_generation)});
         if (close.boolean(0, 0) && !state.swap_requested) {
-            store::request_swap(conn, name, true);
+            store::request_swap(conn, name, true); // its notification brings us back at once
         }
+        // Held for at most 10 s (then state.swap_requested is false again).
+        build_held_ = build_held_ || state.swap_requested;
     }
 }
 

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 namespace projectiond::daemon {
@@ -127,10 +128,17 @@ private:
     std::optional<Clock::time_point> pending_since_; // committed events have waited since
     std::map<std::uint64_t, Clock::time_point> holders_warned_; // transaction -> last warning
     std::map<std::string, std::string> resumed_seen_;
+    // Paused projections, as the last obey_controls() read them: a runner is
+    // told before it is granted a partition, never after.
+    std::set<std::string> paused_;
     int last_granted_ = -1;
     std::mutex refresh_mutex_;
     std::vector<std::string> refresh_requests_;
     std::map<std::string, Clock::time_point> refresh_asked_; // projection -> when last asked
+    // A build this daemon runs has asked the live generation to hold still:
+    // the swap is tried at every watch, not once a second, so that the hold
+    // is as short as the build's last batches.
+    bool build_held_ = false;
 
     std::atomic<bool> ready_{false};
     // The coordinator starts once the daemon has prepared the database, so

@@ -189,6 +189,12 @@ Registration register_projection(Connection& conn, const config::Projection& p, 
         const bool keep = building && building->version == p.version && building->schema == target &&
                           same_definition(building->definition, p);
         if (!keep) {
+            // The next build's number is above any abandoned here: runners of
+            // the abandoned build may still run (in this daemon until its
+            // reload retires them, in others until they notice), and under
+            // the same number they would be granted the new build's
+            // partitions and apply their definition into its schema.
+            const int abandoned = building ? building->generation : 0;
             if (building) {
                 abandon(conn, p.name, *building);
                 out.notes.push_back(fmt::format("abandoned the unfinished build of version {}{}", building->version,
@@ -215,8 +221,8 @@ Registration register_projection(Connection& conn, const config::Projection& p, 
             }
             const Result next = conn.exec(
                 "SELECT greatest(max(generation), (SELECT live_generation FROM projectiond_projections "
-                "WHERE projection_name = $1)) + 1 FROM projectiond_generations WHERE projection_name = $1",
-                {p.name});
+                "WHERE projection_name = $1), $2::integer) + 1 FROM projectiond_generations WHERE projection_name = $1",
+                {p.name, std::to_string(abandoned)});
             building = Generation{static_cast<int>(next.int64(0, 0)), p.version, "building", target, p.partitions,
                                   p.definition, std::nullopt};
             create_schema(conn, target);
