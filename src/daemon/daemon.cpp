@@ -479,7 +479,9 @@ private:
         PreparedReload prepared;
         try {
             config::Config next = refresh.empty() ? config::load_config_file(options_.config_path) : current;
-            prepared.connect = connect(next);
+            if (refresh.empty()) {
+                prepared.connect = connect(next);
+            }
             std::vector<const config::Projection*> start;
             if (refresh.empty()) {
                 const ReloadPlan plan = plan_reload(current, next);

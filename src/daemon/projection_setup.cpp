@@ -25,10 +25,21 @@ void run_setup(store::Connection& conn, const config::Projection& projection,
         store::Transaction tx(conn);
         conn.exec(fmt::format("SELECT pg_advisory_xact_lock({}, {})", store::advisory_lock_namespace,
                               store::setup_lock_key));
+        // Inside prepare_projections' transaction a local setting outlives
+        // this step: the search_path goes back to what it was afterwards, so
+        // the next projection's setup does not run in this one's schema.
+        const std::string search_path(conn.exec("SELECT current_setting('search_path')").text(0, 0));
         if (schema) {
             store::use_schema(conn, *schema, true);
         }
         conn.exec(projection.setup);
+        if (PQtransactionStatus(conn.native()) != PQTRANS_INTRANS) {
+            throw store::DatabaseError(
+                "it ended projectiond's transaction (COMMIT or ROLLBACK in setup); a setup runs in the transaction "
+                "that registers its projection: remove the transaction control from it",
+                "25000");
+        }
+        conn.exec("SELECT set_config('search_path', $1, true)", {search_path});
         tx.commit();
         spdlog::debug("ran the setup of projection '{}'{}", projection.name,
                       schema ? fmt::format(" in schema {}", *schema) : "");

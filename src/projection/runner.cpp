@@ -454,8 +454,8 @@ bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
         // The batch read ahead while the last one was applied, when it starts
         // where that one ended; else a fresh read.
         std::optional<ReadAhead> ahead = std::exchange(ahead_, std::nullopt);
-        if (ahead && ahead->from != cursor_) {
-            ahead.reset();
+        if (ahead && (ahead->from != cursor_ || Clock::now() - ahead->read_at > read_ahead_shelf_life)) {
+            ahead.reset(); // not where the cursor is, or kept across a pause or a hold
         }
         const bool from_ahead = ahead.has_value();
         const bool windowed = from_ahead ? ahead->windowed : read_is_windowed(cursor_);
@@ -511,12 +511,19 @@ bool Runner::step(const store::Ownership& owner, BatchApplier& applier) {
         }
         // While this batch is applied, the next one is read on a second
         // connection, when there surely is one and a connection is free.
-        std::optional<ReadingAhead> reading = full ? read_ahead(to) : std::nullopt;
+        // Dropped however this step ends, before `lease` goes back.
+        struct DropReading {
+            std::optional<ReadingAhead>& reading;
+            ~DropReading() { reading.reset(); }
+        } drop_reading{reading_};
+        if (full) {
+            start_reading_ahead(to);
+        }
         if (apply_batch(*lease, applier, batch, rows, to, owner, passed_max) != BatchEnd::committed) {
             return true;
         }
-        if (reading && cursor_ == to) {
-            ahead_ = reading->take();
+        if (reading_ && cursor_ == to) {
+            ahead_ = reading_->take();
         }
         more_ = more_ || full || cursor_ < settled;
         return true;
@@ -573,7 +580,7 @@ Runner::ReadingAhead::~ReadingAhead() {
 std::optional<Runner::ReadAhead> Runner::ReadingAhead::take() {
     pending_ = false;
     try {
-        ReadAhead ahead{from_, windowed_, lease_->take_result()};
+        ReadAhead ahead{from_, windowed_, lease_->take_result(), Clock::now()};
         return ahead;
     } catch (const store::DatabaseError& error) {
         lease_.discard();
@@ -584,23 +591,22 @@ std::optional<Runner::ReadAhead> Runner::ReadingAhead::take() {
     return std::nullopt;
 }
 
-std::optional<Runner::ReadingAhead> Runner::read_ahead(const store::Cursor& from) {
+void Runner::start_reading_ahead(const store::Cursor& from) {
     if (control_.at_least(StopLevel::drain)) {
-        return std::nullopt;
+        return;
     }
     try {
         auto lease = services_.pool->try_acquire(&interrupt_);
         if (!lease) {
-            return std::nullopt;
+            return;
         }
         prepare_reads(*lease);
         const bool windowed = read_is_windowed(from);
         (*lease)->send_prepared(read_statement(windowed), read_params(from, windowed));
-        return std::optional<ReadingAhead>(std::in_place, std::move(*lease), from, windowed);
+        reading_.emplace(std::move(*lease), from, windowed);
     } catch (const store::DatabaseError& error) {
         spdlog::debug("not reading ahead: {}", error.what());
     }
-    return std::nullopt;
 }
 
 Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchApplier& applier,
@@ -669,6 +675,10 @@ Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchA
             return BatchEnd::committed;
         }
 
+        // The batch failed: the next one is read again once it commits; the
+        // connection reading ahead goes back to the pool now, not after the
+        // retries.
+        reading_.reset();
         const store::DatabaseError& error = *outcome.error;
         if (error.sqlstate() == "PJ002" || error.sqlstate() == "PJ005") {
             throw error; // the checkpoint moved, or the partition is no longer ours

@@ -92,7 +92,10 @@ private:
         store::Cursor from;
         bool windowed = false;
         store::Result batch;
+        std::chrono::steady_clock::time_point read_at;
     };
+    // A batch read ahead and kept longer (a pause, a hold) is read again.
+    static constexpr std::chrono::seconds read_ahead_shelf_life{1};
     // A read sent on a second connection; its answer is taken once the batch
     // it overlaps has committed. Never taken, the connection is closed.
     class ReadingAhead {
@@ -116,7 +119,7 @@ private:
     std::string read_statement(bool windowed) const;
     store::Params read_params(const store::Cursor& from, bool windowed) const;
     void prepare_reads(store::ConnectionPool::Lease& lease);
-    std::optional<ReadingAhead> read_ahead(const store::Cursor& from);
+    void start_reading_ahead(const store::Cursor& from);
     // One step of work under `owner`; false when there was nothing to do.
     bool step(const store::Ownership& owner, BatchApplier& applier);
     void load(store::Connection& conn, const store::Ownership& owner);
@@ -162,6 +165,7 @@ private:
     std::int64_t last_global_position_ = 0;
     std::optional<store::SkipRange> skip_;
     std::optional<ReadAhead> ahead_;
+    std::optional<ReadingAhead> reading_; // during a step's apply only
     bool failed_ = false;
     bool more_ = true; // the last read suggests reading again at once
     std::chrono::steady_clock::time_point last_read_{};

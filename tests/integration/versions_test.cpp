@@ -579,4 +579,29 @@ projections:
         CHECK_FALSE(schema_exists(db, "tally_rebuild_v1"));
         CHECK(daemon.stop(SIGTERM) == 0);
     }
+
+    // Setups run in one transaction; one projection's schema must not stay on
+    // the search_path of the next one's setup.
+    TEST_CASE("a setup after a projection with a schema creates its tables where it did without one") {
+        TestDatabase db;
+        append(db, 5);
+        DaemonProcess daemon(db, R"(projections:
+  - name: orders
+    schema: orders
+    setup: CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY)
+    handlers:
+      "*": INSERT INTO seen VALUES (:global_position)
+  - name: audit
+    setup: CREATE TABLE IF NOT EXISTS audit_log (position bigint PRIMARY KEY)
+    handlers:
+      "*": INSERT INTO audit_log VALUES (:global_position)
+)");
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(caught_up(db, "audit"));
+        REQUIRE(caught_up(db, "orders"));
+        CHECK(daemon.stop(SIGTERM) == 0);
+        CHECK(db.number("SELECT count(*) FROM public.audit_log") == 5);
+        CHECK(db.number("SELECT count(*) FROM orders.seen") == 5);
+        CHECK(db.number("SELECT count(*) FROM pg_tables WHERE schemaname = 'orders' AND tablename = 'audit_log'") == 0);
+    }
 }
