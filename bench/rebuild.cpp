@@ -15,6 +15,7 @@
 // EVENTS defaults to 1000000. The daemon under test is $PROJECTIOND_BIN, else
 // ../src/projectiond next to this program. Prints figures and ratios; it
 // asserts nothing.
+#include "daemon_process.hpp"
 #include "store/connection.hpp"
 #include "store/demo_events.hpp"
 #include "store/migrations.hpp"
@@ -42,128 +43,11 @@
 #include <fmt/format.h>
 
 using namespace projectiond;
+using namespace projectiond::bench;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
-
-double seconds_since(Clock::time_point start) {
-    return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string daemon_binary() {
-    if (const char* path = std::getenv("PROJECTIOND_BIN")) {
-        return path;
-    }
-    return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "../src/projectiond").lexically_normal();
-}
-
-std::filesystem::path work_directory() {
-    static const std::filesystem::path dir = [] {
-        const char* tmp = std::getenv("TMPDIR");
-        std::string pattern = std::string(tmp != nullptr ? tmp : "/tmp") + "/projectiond-bench-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        return std::filesystem::path(pattern);
-    }();
-    return dir;
-}
-
-store::Connection open(const std::string& dbname) {
-    store::ConnectOptions options;
-    options.conninfo = "dbname=" + dbname;
-    options.application_name = "projectiond bench";
-    return store::Connection::open(options);
-}
-
-// A fresh, migrated database, dropped with this object.
-class Database {
-public:
-    Database() : name_(fmt::format("bench_rebuild_{}", ::getpid())) {
-        open("postgres").exec("CREATE DATABASE " + name_);
-        store::Connection conn = open(name_);
-        store::migrate(conn, [](const store::Migration&) {});
-    }
-    Database(const Database&) = delete;
-    Database& operator=(const Database&) = delete;
-    ~Database() {
-        try {
-            open("postgres").exec("DROP DATABASE " + name_ + " WITH (FORCE)");
-        } catch (const std::exception& error) {
-            fmt::print(stderr, "could not drop {}: {}\n", name_, error.what());
-        }
-    }
-    const std::string& name() const { return name_; }
-    store::Connection connect() const { return open(name_); }
-
-private:
-    std::string name_;
-};
-
-// `projectiond run` with a configuration file of its own, logging to a file.
-class Daemon {
-public:
-    Daemon(const Database& db, const std::string& yaml) : db_(db.name()) {
-        config_ = work_directory() / "rebuild.yaml";
-        log_ = work_directory() / "rebuild.log";
-        write(yaml);
-        const std::vector<std::string> argv{daemon_binary(),  "run",           "-c",           config_.string(),
-                                            "--database-url", "dbname=" + db_, "--log-target", "stderr",
-                                            "--log-level",    "info"};
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-            ::dup2(fd, STDERR_FILENO);
-            ::dup2(fd, STDOUT_FILENO);
-            std::vector<char*> args;
-            for (const auto& arg : argv) {
-                args.push_back(const_cast<char*>(arg.c_str()));
-            }
-            args.push_back(nullptr);
-            ::execv(args[0], args.data());
-            ::_exit(127);
-        }
-    }
-    Daemon(const Daemon&) = delete;
-    Daemon& operator=(const Daemon&) = delete;
-    ~Daemon() {
-        if (!reaped_) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-    }
-
-    void write(const std::string& yaml) const { std::ofstream(config_) << yaml; }
-    void signal(int number) const { ::kill(pid_, number); }
-    void stop() {
-        ::kill(pid_, SIGTERM);
-        ::waitpid(pid_, nullptr, 0);
-        reaped_ = true;
-    }
-    // `projectiond status NAME`, as an operator would run it.
-    std::string status(const std::string& name) const {
-        const std::string command = fmt::format("'{}' -c '{}' --database-url 'dbname={}' status {} 2>&1",
-                                                daemon_binary(), config_.string(), db_, name);
-        std::string out;
-        if (FILE* pipe = ::popen(command.c_str(), "r")) {
-            char buffer[4096];
-            std::size_t got = 0;
-            while ((got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) {
-                out.append(buffer, got);
-            }
-            ::pclose(pipe);
-        }
-        return out;
-    }
-
-private:
-    std::string db_;
-    std::filesystem::path config_;
-    std::filesystem::path log_;
-    pid_t pid_ = -1;
-    bool reaped_ = false;
-};
 
 // The same upsert in both versions: the rebuild does the catch-up's work.
 // Each round of the benchmark has a projection of its own.
@@ -301,7 +185,7 @@ Round run_round(const Database& db, std::unique_ptr<Daemon>& daemon, const std::
     store::Connection conn = db.connect();
     auto start = Clock::now();
     if (!daemon) {
-        daemon = std::make_unique<Daemon>(db, users_yaml(name, 1));
+        daemon = std::make_unique<Daemon>(db, users_yaml(name, 1), "rebuild");
     } else {
         daemon->write(users_yaml(name, 1));
         daemon->signal(SIGHUP);
@@ -380,7 +264,7 @@ std::vector<double> merged(const std::vector<double>& a, const std::vector<doubl
 int main(int argc, char** argv) {
     const long long events = argc > 1 ? std::stoll(argv[1]) : 1000000;
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    Database db;
+    Database db("bench_rebuild");
     store::Connection conn = db.connect();
     fmt::print("projectiond rebuild benchmark: {} events, PostgreSQL {} on a unix socket, {} cores\n", events,
                conn.exec("SHOW server_version").text(0, 0), std::thread::hardware_concurrency());
