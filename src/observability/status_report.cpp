@@ -149,7 +149,10 @@ std::string render_status_text(const store::StoreProgress& progress, const std::
         out += total_line;
         switch (phase_of(p)) {
         case Phase::not_started:
-            out += fmt::format("Status: Not started (will process all {} events)\n", total);
+            out += progress.total_estimated
+                       ? fmt::format("Status: Not started (will process all of about {} events)\n",
+                                     progress.total_events)
+                       : fmt::format("Status: Not started (will process all {} events)\n", total);
             break;
         case Phase::caught_up:
             out += "Status: Caught up (all events processed)\n";

@@ -37,6 +37,15 @@ TEST_SUITE("status report") {
                                                             "Status: Not started (will process all 20 events)\n");
     }
 
+    TEST_CASE("before the first checkpoint on a store too large to count: the estimate is said once, plainly") {
+        auto progress = store_of(5000057, {});
+        progress.total_estimated = true;
+        const auto entries = observability::status_entries(progress, walkthrough, {});
+        const std::string text = observability::render_status_text(progress, entries);
+        CHECK(text.find("Status: Not started (will process all of about 5000057 events)\n") != std::string::npos);
+        CHECK(text.find("all about") == std::string::npos);
+    }
+
     TEST_CASE("part-way: the reference's 'Behind by' line with one decimal") {
         const auto progress = store_of(20, {stored("demo", 5, 15)});
         const auto text = observability::render_status_text(progress, observability::status_entries(progress, walkthrough, {}));
