@@ -441,7 +441,9 @@ SELECT count(*) <= 1000 FROM (
 namespace projectiond::daemon {
 
 void Coordinator::sample(store::Connection& conn) {
-    store::StoreProgress progress = store::read_progress(conn);
+    std::set<std::string> names;
+    supervisor_.for_each_active([&](projection::Runner& runner) { names.insert(runner.key().projection); });
+    store::StoreProgress progress = store::read_progress(conn, std::vector<std::string>(names.begin(), names.end()));
     if (metrics_ != nullptr) {
         // Only the partitions this daemon runs a runner for have series here.
         std::map<store::PartitionKey, const store::PartitionProgress*, KeyOrder> sampled;

@@ -7,10 +7,11 @@
 #include <algorithm>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace projectiond::store {
 
-StoreProgress read_progress(Connection& conn) {
+StoreProgress read_progress(Connection& conn, const std::optional<std::vector<std::string>>& only) {
     StoreProgress progress;
     // One snapshot for every figure.
     Transaction tx(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -54,10 +55,14 @@ SELECT c.projection_name, c.generation, c.partition_index, c.partition_count, c.
   FROM projection_checkpoints c
   LEFT JOIN projectiond_projections p ON p.projection_name = c.projection_name
   LEFT JOIN projectiond_generations g ON g.projection_name = c.projection_name AND g.generation = c.generation
- WHERE c.generation = coalesce(p.live_generation, c.generation) OR c.generation = p.building_generation
+ WHERE (c.generation = coalesce(p.live_generation, c.generation) OR c.generation = p.building_generation)
+   AND ($2::text IS NULL OR c.projection_name = ANY (string_to_array($2::text, ',')))
  ORDER BY c.projection_name, c.generation IS NOT DISTINCT FROM p.building_generation, c.partition_index)sql",
                                               exact_count_limit, owned_by_live_daemon_sql("c")),
-                                  {std::to_string(progress.max_global_position)});
+                                  {std::to_string(progress.max_global_position),
+                                   // Projection names are letters, digits, '_', '-' and '.': never a comma.
+                                   only ? std::optional<std::string>(fmt::format("{}", fmt::join(*only, ",")))
+                                        : std::nullopt});
     for (int row = 0; row < rows.rows(); ++row) {
         PartitionProgress p;
         p.projection = std::string(rows.text(row, 0));

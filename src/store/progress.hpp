@@ -59,6 +59,10 @@ struct StoreProgress {
     std::optional<std::string> blocked;
 };
 
-StoreProgress read_progress(Connection& conn);
+// `only`: the projections to report (all when nullopt). The daemon samples
+// the ones it runs: a checkpoint left behind by a projection taken out of the
+// configuration may be far behind, and counting its lag every few seconds
+// would cost the server a scan of the store each time.
+StoreProgress read_progress(Connection& conn, const std::optional<std::vector<std::string>>& only = std::nullopt);
 
 } // namespace projectiond::store
