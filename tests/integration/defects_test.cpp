@@ -198,20 +198,11 @@ const std::string password_role = "guarded_role";
 const std::string right_password = "Right-Pa55word-for-guarded";
 const std::string wrong_password = "Wr0ng-Pa55word-for-guarded";
 
-void require_password_for(const TestDatabase& db, const std::string& role, const std::string& password) {
+void create_role_with_password(const TestDatabase& db, const std::string& role, const std::string& password) {
     if (db.number("SELECT count(*) FROM pg_roles WHERE rolname = '" + role + "'") == 0) {
         db.scalar(fmt::format("CREATE ROLE {} LOGIN SUPERUSER PASSWORD '{}'", role, password));
     }
-    const std::string hba = cluster_data_directory() + "/pg_hba.conf";
-    std::ifstream in(hba);
-    std::stringstream current;
-    current << in.rdbuf();
-    if (!contains(current.str(), role)) {
-        std::ofstream out(hba, std::ios::trunc);
-        out << fmt::format("local all {} scram-sha-256\n", role) << current.str();
-        out.close();
-        reload_cluster();
-    }
+    testing::require_password_for(role);
 }
 
 // Lines of `text` that start with `prefix`.
@@ -785,7 +776,7 @@ projections:
 
     TEST_CASE("run with a wrong password exits 78 at once, naming the cause and not the password") {
         TestDatabase db;
-        require_password_for(db, password_role, right_password);
+        create_role_with_password(db, password_role, right_password);
         TempFile password_file(wrong_password + "\n", ".secret");
         const std::string yaml = fmt::format(R"(database:
   url: "user={} dbname={}"

@@ -29,18 +29,6 @@ namespace {
 const std::string secret_role = "secretive";
 const std::string secret_password = "Hunter2-0nly-1n-the-f1le";
 
-void require_password_for(const std::string& role) {
-    const std::string hba = cluster_data_directory() + "/pg_hba.conf";
-    std::ifstream in(hba);
-    std::stringstream current;
-    current << in.rdbuf();
-    if (!contains(current.str(), role)) {
-        std::ofstream out(hba, std::ios::trunc);
-        out << fmt::format("local all {} scram-sha-256\n", role) << current.str();
-        out.close();
-        reload_cluster();
-    }
-}
 
 } // namespace
 

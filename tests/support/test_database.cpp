@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -89,6 +91,19 @@ std::string cluster_data_directory() {
         throw std::runtime_error("not running under scripts/with-postgres");
     }
     return pgdata;
+}
+
+void require_password_for(const std::string& role) {
+    const std::string hba = cluster_data_directory() + "/pg_hba.conf";
+    std::ifstream in(hba);
+    std::stringstream current;
+    current << in.rdbuf();
+    if (current.str().find(role) == std::string::npos) {
+        std::ofstream out(hba, std::ios::trunc);
+        out << fmt::format("local all {} scram-sha-256\n", role) << current.str();
+        out.close();
+        reload_cluster();
+    }
 }
 
 TestDatabase::TestDatabase(bool migrated) : name_(fresh_name()) {

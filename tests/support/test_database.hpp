@@ -49,5 +49,8 @@ struct ClusterBack {
 void reload_cluster();
 // The cluster's data directory (for pg_hba.conf).
 std::string cluster_data_directory();
+// Makes `role` log in with its password over the unix socket (a line of its
+// own first in pg_hba.conf, then a reload); once per cluster.
+void require_password_for(const std::string& role);
 
 } // namespace projectiond::testing
