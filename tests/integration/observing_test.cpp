@@ -531,7 +531,10 @@ projections:
                                               "--database-url",     db.conninfo(), "--log-target", "stderr"};
         {
             // script(1) gives the daemon a pseudo-terminal and copies what it draws to its stdout.
-            ChildProcess terminal({"/usr/bin/script", "-qfec", shell_quoted(run), "/dev/null"},
+            // It runs the command with $SHELL -c, or /bin/sh -c when SHELL is unset (as under CI);
+            // dash forks rather than execs a lone command, so exec it: the daemon must be
+            // script's child, or the SIGTERM below would hang up the terminal instead.
+            ChildProcess terminal({"/usr/bin/script", "-qfec", "exec " + shell_quoted(run), "/dev/null"},
                                   {{"TERM", "xterm"}, {"COLUMNS", "120"}, {"LINES", "40"}});
             INFO("terminal:\n" << terminal.output() << terminal.errors());
             REQUIRE(wait_until([&] { return contains(terminal.output(), "counter: position "); }, 30s));
