@@ -211,16 +211,28 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
                        "           coalesce(r.transaction_id, s.transaction_id) AS reach_xid,\n"
                        "           coalesce(r.global_position, s.global_position) AS reach_position"
                      : "s.store_epoch AS reach_epoch, s.transaction_id AS reach_xid, s.global_position AS reach_position";
-        const std::string window_bound =
-            windowed ? "\n           AND (e.store_epoch, e.transaction_id, e.global_position) <= (s.reach_epoch, "
-                       "s.reach_xid, s.reach_position)"
-                     : "";
+        // The events a read looks at: with a window, its first $5 events in
+        // reading order, found by a LIMIT rather than by a bound at the
+        // window's reach: PostgreSQL ends an index scan at a row comparison's
+        // upper bound only when the comparison's first column passes it, so
+        // a bound at the reach let a selective read scan to the end of the
+        // store. The window's reach, counted the same way, is in the snapshot.
+        const std::string source = windowed ? R"sql((
+               SELECT w.* FROM events w
+                WHERE (w.store_epoch, w.transaction_id, w.global_position) > ($1::bigint, $2::xid8, $3::bigint)
+                  AND (w.store_epoch, w.transaction_id) < (s.epoch, s.horizon)
+                ORDER BY w.store_epoch, w.transaction_id, w.global_position
+                LIMIT $5) e)sql"
+                                            : "events e";
+        const std::string bounds = windowed ? "" : R"sql(
+           AND (e.store_epoch, e.transaction_id, e.global_position) > ($1::bigint, $2::xid8, $3::bigint)
+           AND (e.store_epoch, e.transaction_id) < (s.epoch, s.horizon))sql";
         return fmt::format(R"sql(WITH snapshot AS MATERIALIZED (
     SELECT h.epoch, h.horizon, $5::bigint AS window_size,
            s.store_epoch AS settled_epoch, s.transaction_id AS settled_xid, s.global_position AS settled_position,
            {}
-      FROM (SELECT st.current_epoch AS epoch, pg_snapshot_xmin(pg_current_snapshot()) AS horizon
-              FROM projectiond_store st) h
+      FROM (SELECT (SELECT st.current_epoch FROM projectiond_store st) AS epoch,
+                   pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
       LEFT JOIN LATERAL (
            SELECT l.store_epoch, l.transaction_id, l.global_position FROM events l
             WHERE (l.store_epoch, l.transaction_id) < (h.epoch, h.horizon)
@@ -230,15 +242,13 @@ SELECT s.settled_epoch, s.settled_xid::text, s.settled_position, s.reach_epoch, 
        b.store_epoch, b.transaction_id::text, b.global_position, b.event_type, b.aggregate_id{}
   FROM snapshot s
   LEFT JOIN LATERAL (
-        SELECT e.* FROM events e
-         WHERE (e.store_epoch, e.transaction_id, e.global_position) > ($1::bigint, $2::xid8, $3::bigint)
-           AND (e.store_epoch, e.transaction_id) < (s.epoch, s.horizon){}
-           AND NOT ((e.store_epoch, e.transaction_id, e.global_position) <= ($6::bigint, $7::xid8, $8::bigint)
-                    AND e.global_position <= $9::bigint){}
+        SELECT e.* FROM {}
+         WHERE NOT ((e.store_epoch, e.transaction_id, e.global_position) <= ($6::bigint, $7::xid8, $8::bigint)
+                    AND e.global_position <= $9::bigint){}{}
          ORDER BY e.store_epoch, e.transaction_id, e.global_position
          LIMIT $4) b ON true
  ORDER BY b.store_epoch, b.transaction_id, b.global_position)sql",
-                           reach, window, extra, window_bound, filters);
+                           reach, window, extra, source, bounds, filters);
     };
     plain_sql_ = build(false);
     windowed_sql_ = build(true);
