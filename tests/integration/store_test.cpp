@@ -239,6 +239,53 @@ TEST_SUITE("store") {
         CHECK(db.number("SELECT events_processed FROM projection_checkpoints") == 5);
     }
 
+    TEST_CASE("the highest position a checkpoint passes is found for every range: within a transaction, across "
+              "transactions committed out of order, across store epochs") {
+        TestDatabase db;
+        store::Connection first = db.connect();
+        store::Connection second = db.connect();
+        const auto append = [](store::Connection& conn, const std::string& id, int events) {
+            conn.exec(fmt::format("INSERT INTO events (bounded_context, aggregate_type, aggregate_id, "
+                                  "aggregate_version, event_type, payload) SELECT 'Bank', 'Account', '{}', v, "
+                                  "'Deposited', '{{}}' FROM generate_series(1, {}) v",
+                                  id, events));
+        };
+        // The older transaction's later events get higher positions than the
+        // younger one's: reading order is not position order.
+        first.exec("BEGIN");
+        append(first, "a", 2);
+        append(second, "b", 3);
+        append(first, "c", 2);
+        first.exec("COMMIT");
+        append(second, "d", 1);
+        first.exec("SELECT projectiond_begin_epoch(current_epoch, 'test') FROM projectiond_store");
+        append(first, "e", 2);
+        const store::Result order = first.exec(
+            "SELECT format('%s, %L::xid8, %s', store_epoch, transaction_id, global_position) FROM events "
+            "ORDER BY store_epoch, transaction_id, global_position");
+        REQUIRE(order.rows() == 10);
+        std::vector<std::string> cursors{"0, '0'::xid8, 0"};
+        for (int row = 0; row < order.rows(); ++row) {
+            cursors.emplace_back(order.text(row, 0));
+        }
+        int compared = 0;
+        for (std::size_t from = 0; from < cursors.size(); ++from) {
+            for (std::size_t to = from; to < cursors.size(); ++to) {
+                const std::string plain = fmt::format(
+                    "SELECT coalesce(max(global_position), -1) FROM events e "
+                    "WHERE (e.store_epoch, e.transaction_id, e.global_position) > ({}) "
+                    "AND (e.store_epoch, e.transaction_id, e.global_position) <= ({})",
+                    cursors[from], cursors[to]);
+                const std::string bounded =
+                    fmt::format("SELECT coalesce(projectiond_passed_max({}, {}), -1)", cursors[from], cursors[to]);
+                INFO("from (" << cursors[from] << ") to (" << cursors[to] << ")");
+                CHECK(db.number(bounded) == db.number(plain));
+                ++compared;
+            }
+        }
+        CHECK(compared == 66);
+    }
+
     TEST_CASE("progress counts the events the cursor has not passed") {
         TestDatabase db;
         store::Connection conn = db.connect();
