@@ -2,6 +2,7 @@
 // Capped exponential backoff with full jitter, for reconnects and retries.
 
 #include <chrono>
+#include <optional>
 #include <random>
 
 namespace projectiond::system {
@@ -19,7 +20,9 @@ private:
     std::chrono::milliseconds first_;
     std::chrono::milliseconds cap_;
     std::chrono::milliseconds ceiling_{0};
-    std::minstd_rand random_{std::random_device{}()};
+    // Seeded at the first delay: a runner makes a Backoff for every batch and
+    // almost never asks it for one, and std::random_device costs a system call.
+    std::optional<std::minstd_rand> random_;
 };
 
 } // namespace projectiond::system
