@@ -196,15 +196,24 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
     // of earlier epochs are all final. Reading in (store_epoch,
     // transaction_id, global_position) order below (epoch, horizon) therefore
     // never skips one (docs/gap-safety.md).
+    //
+    // The events after the cursor and below the horizon: one condition for
+    // the window's reach and for the window's events, so that both count the
+    // same events.
+    const auto unread = [](std::string_view alias, std::string_view snapshot) {
+        return fmt::format("({0}.store_epoch, {0}.transaction_id, {0}.global_position) > ($1::bigint, $2::xid8, "
+                           "$3::bigint) AND ({0}.store_epoch, {0}.transaction_id) < ({1}.epoch, {1}.horizon)",
+                           alias, snapshot);
+    };
     const auto build = [&](bool windowed) {
-        const std::string window = windowed ? R"sql(
+        const std::string window = windowed ? fmt::format(R"sql(
       LEFT JOIN LATERAL (
            SELECT w.store_epoch, w.transaction_id, w.global_position FROM events w
-            WHERE (w.store_epoch, w.transaction_id, w.global_position) > ($1::bigint, $2::xid8, $3::bigint)
-              AND (w.store_epoch, w.transaction_id) < (h.epoch, h.horizon)
+            WHERE {}
             ORDER BY w.store_epoch, w.transaction_id, w.global_position
            OFFSET $5::bigint - 1
-            LIMIT 1) r ON true)sql"
+            LIMIT 1) r ON true)sql",
+                                                          unread("w", "h"))
                                             : "";
         const std::string reach =
             windowed ? "coalesce(r.store_epoch, s.store_epoch) AS reach_epoch,\n"
@@ -216,17 +225,15 @@ ReadPlan::ReadPlan(const config::Projection& projection, int partition) {
         // window's reach: PostgreSQL ends an index scan at a row comparison's
         // upper bound only when the comparison's first column passes it, so
         // a bound at the reach let a selective read scan to the end of the
-        // store. The window's reach, counted the same way, is in the snapshot.
-        const std::string source = windowed ? R"sql((
+        // store.
+        const std::string source = windowed ? fmt::format(R"sql((
                SELECT w.* FROM events w
-                WHERE (w.store_epoch, w.transaction_id, w.global_position) > ($1::bigint, $2::xid8, $3::bigint)
-                  AND (w.store_epoch, w.transaction_id) < (s.epoch, s.horizon)
+                WHERE {}
                 ORDER BY w.store_epoch, w.transaction_id, w.global_position
-                LIMIT $5) e)sql"
+                LIMIT $5) e)sql",
+                                                          unread("w", "s"))
                                             : "events e";
-        const std::string bounds = windowed ? "" : R"sql(
-           AND (e.store_epoch, e.transaction_id, e.global_position) > ($1::bigint, $2::xid8, $3::bigint)
-           AND (e.store_epoch, e.transaction_id) < (s.epoch, s.horizon))sql";
+        const std::string bounds = windowed ? "" : "\n           AND " + unread("e", "s");
         return fmt::format(R"sql(WITH snapshot AS MATERIALIZED (
     SELECT h.epoch, h.horizon, $5::bigint AS window_size,
            s.store_epoch AS settled_epoch, s.transaction_id AS settled_xid, s.global_position AS settled_position,
