@@ -123,28 +123,30 @@ int main(int argc, char** argv) {
     // Baselines: PostgreSQL doing the same upserts as one set-based statement,
     // and the batch handler's own statement over the whole store at once.
     // The times of this machine vary by tens of percent from one run to the
-    // next: each figure compared is the median of three runs.
-    conn.exec("CREATE TABLE users_baseline (id text PRIMARY KEY, email text, name text)");
-    const double baseline = median_of_three([&](int) {
-        conn.exec("TRUNCATE users_baseline");
-        const auto begun = Clock::now();
-        conn.exec("INSERT INTO users_baseline (id, email, name) "
-                  "SELECT aggregate_id, payload->>'email', payload->>'name' FROM events ORDER BY global_position "
-                  "ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name");
-        return seconds_since(begun);
-    });
-    conn.exec("CREATE TABLE users_batch_baseline (id text PRIMARY KEY, email text, name text)");
-    const double batch_baseline = median_of_three([&](int) {
-        conn.exec("TRUNCATE users_batch_baseline");
-        const auto begun = Clock::now();
-        conn.exec("WITH batch AS MATERIALIZED (SELECT e.*, row_number() OVER (ORDER BY e.global_position) AS "
+    // next: each figure compared is the median of three runs, each filling
+    // its table from empty.
+    const auto set_based = [&](const std::string& table, const std::string& sql) {
+        conn.exec(fmt::format("CREATE TABLE {} (id text PRIMARY KEY, email text, name text)", table));
+        return median_of_three([&](int) {
+            conn.exec("TRUNCATE " + table);
+            const auto begun = Clock::now();
+            conn.exec(sql);
+            return seconds_since(begun);
+        });
+    };
+    const double baseline =
+        set_based("users_baseline", "INSERT INTO users_baseline (id, email, name) "
+                                    "SELECT aggregate_id, payload->>'email', payload->>'name' FROM events "
+                                    "ORDER BY global_position "
+                                    "ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name");
+    const double batch_baseline =
+        set_based("users_batch_baseline",
+                  "WITH batch AS MATERIALIZED (SELECT e.*, row_number() OVER (ORDER BY e.global_position) AS "
                   "batch_ordinal FROM events e) "
                   "INSERT INTO users_batch_baseline (id, email, name) "
                   "SELECT DISTINCT ON (aggregate_id) aggregate_id, payload->>'email', payload->>'name' "
                   "FROM batch ORDER BY aggregate_id, batch_ordinal DESC "
                   "ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name");
-        return seconds_since(begun);
-    });
 
     const long rss_before = status_kib("VmRSS");
     const double upsert = median_of_three([&](int run) {
