@@ -167,6 +167,68 @@ TEST_SUITE("store") {
         CHECK_NOTHROW(conn.exec(insert + "2, 'E', '{}')"));
     }
 
+    TEST_CASE("an INSERT of several events to one aggregate writes its head twice, not once per event, and "
+              "keeps every version check") {
+        TestDatabase db;
+        store::Connection conn = db.connect();
+        const auto rows = [](std::initializer_list<std::pair<const char*, int>> events) {
+            std::string sql = "INSERT INTO events (bounded_context, aggregate_type, aggregate_id, aggregate_version, "
+                              "event_type, payload) VALUES ";
+            for (const auto& [aggregate, version] : events) {
+                sql += fmt::format("{}('C', 'T', '{}', {}, 'E', '{{}}')", sql.back() == ')' ? ", " : "", aggregate,
+                                   version);
+            }
+            return sql;
+        };
+        const auto head = [&](const char* aggregate) {
+            return conn.exec("SELECT aggregate_version FROM aggregate_heads WHERE aggregate_id = $1", {aggregate})
+                .int64(0, 0);
+        };
+        const auto head_updates = [&] {
+            return conn.exec("SELECT pg_stat_get_xact_tuples_updated('aggregate_heads'::regclass)").int64(0, 0);
+        };
+        conn.exec(rows({{"a", 1}}));
+
+        conn.exec("BEGIN");
+        conn.exec(rows({{"a", 2}, {"a", 3}, {"a", 4}, {"a", 5}, {"a", 6}, {"a", 7}, {"a", 8}, {"a", 9}, {"a", 10}}));
+        CHECK(head_updates() == 2); // the first event's check, and the version reached when the statement ended
+        CHECK(head("a") == 10);
+        conn.exec("COMMIT");
+        CHECK(head("a") == 10);
+
+        // Two aggregates interleaved in one statement: each head ends at its own last version.
+        conn.exec(rows({{"b", 1}, {"c", 1}, {"b", 2}, {"b", 3}, {"c", 2}, {"b", 4}}));
+        CHECK(head("b") == 4);
+        CHECK(head("c") == 2);
+
+        // A gap, a repeat, or an older version inside a statement is still a conflict, and nothing of it stays.
+        CHECK(sqlstate_of(conn, rows({{"a", 11}, {"a", 13}})) == "PJ001");
+        CHECK(sqlstate_of(conn, rows({{"a", 11}, {"a", 11}})) == "PJ001");
+        CHECK(sqlstate_of(conn, rows({{"a", 11}, {"a", 12}, {"a", 10}})) == "PJ001");
+        CHECK(head("a") == 10);
+
+        // The next statement of the same transaction continues from the version the last one reached.
+        conn.exec("BEGIN");
+        conn.exec(rows({{"a", 11}, {"a", 12}}));
+        CHECK(sqlstate_of(conn, "SELECT * FROM append_events('C', 'T', 'a', 11, "
+                                "'[{\"event_type\": \"E\", \"payload\": {}}]')") == "PJ001");
+        conn.exec("ROLLBACK");
+        conn.exec("BEGIN");
+        conn.exec(rows({{"a", 11}, {"a", 12}}));
+        CHECK_NOTHROW(conn.exec("SELECT * FROM append_events('C', 'T', 'a', 12, "
+                                "'[{\"event_type\": \"E\", \"payload\": {}}, {\"event_type\": \"E\", \"payload\": {}}]')"));
+        // A savepoint rolled back takes its versions back with it.
+        conn.exec("SAVEPOINT s");
+        conn.exec(rows({{"a", 15}, {"a", 16}}));
+        conn.exec("ROLLBACK TO SAVEPOINT s");
+        CHECK(head("a") == 14);
+        conn.exec(rows({{"a", 15}}));
+        conn.exec("COMMIT");
+        CHECK(head("a") == 15);
+        CHECK(db.number("SELECT count(*) FROM events WHERE aggregate_id = 'a'") == 15);
+        CHECK(db.number("SELECT count(DISTINCT aggregate_version) FROM events WHERE aggregate_id = 'a'") == 15);
+    }
+
     TEST_CASE("the appending transaction's id is recorded and cannot be forged") {
         TestDatabase db;
         store::Connection conn = db.connect();
