@@ -27,6 +27,13 @@ int run_migrate(const GlobalOptions& options) {
         fmt::print("The store holds rows copied from another cluster: began a new store epoch, so events appended\n"
                    "from now on are ordered after them. Projections can process again.\n");
     }
+    // After a logical-replication switch-over (subscription disabled,
+    // sequences set): projections held back until now may process.
+    for (const std::string& subscription : store::record_switch_over(conn)) {
+        fmt::print("Switched over from logical replication (subscription '{}', disabled): projections can "
+                   "process again.\n",
+                   subscription);
+    }
     return exit_ok;
 }
 

@@ -17,6 +17,7 @@
 #include "projection/frontier_board.hpp"
 #include "store/connection_pool.hpp"
 #include "store/daemon_registry.hpp"
+#include "store/frontier.hpp"
 #include "store/generations.hpp"
 #include "store/progress.hpp"
 #include "observability/metrics.hpp"
@@ -121,7 +122,7 @@ private:
 
     std::optional<std::int64_t> daemon_id_;
     store::Cursor watched_; // the settled point the last watch saw
-    std::optional<std::string> subscription_;
+    std::optional<store::EventsSubscription> subscription_;
     Clock::time_point next_share_{};
     bool subscription_unknowable_ = false; // this role may not read pg_subscription
     Clock::time_point next_sample_{};

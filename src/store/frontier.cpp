@@ -71,24 +71,52 @@ SELECT h.epoch, h.horizon::text,
     return frontier;
 }
 
-std::optional<std::string> events_subscription(Connection& conn) {
+std::optional<EventsSubscription> events_subscription(Connection& conn) {
     const Result result = conn.exec(R"sql(
-SELECT s.subname FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
- WHERE r.srrelid = 'events'::regclass AND s.subenabled
+SELECT s.subname, s.subenabled FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+ WHERE r.srrelid = 'events'::regclass
+   AND (s.subenabled OR NOT EXISTS (SELECT 1 FROM projectiond_store st WHERE s.oid = ANY (st.switched_subscriptions)))
+ ORDER BY s.subenabled DESC
  LIMIT 1)sql");
     if (result.rows() == 0) {
         return std::nullopt;
     }
-    return std::string(result.text(0, 0));
+    return EventsSubscription{std::string(result.text(0, 0)), result.boolean(0, 1)};
 }
 
-std::optional<std::string> block_reason(bool foreign_rows, const std::optional<std::string>& subscription) {
-    if (subscription) {
+std::vector<std::string> record_switch_over(Connection& conn) {
+    // A data-modifying WITH runs to completion whether or not the SELECT reads it.
+    const Result result = conn.exec(R"sql(
+WITH disabled AS (
+    SELECT DISTINCT s.oid, s.subname FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+     WHERE r.srrelid = 'events'::regclass AND NOT s.subenabled
+       AND NOT EXISTS (SELECT 1 FROM projectiond_store st WHERE s.oid = ANY (st.switched_subscriptions))),
+recorded AS (
+    UPDATE projectiond_store st
+       SET switched_subscriptions = st.switched_subscriptions || ARRAY(SELECT d.oid FROM disabled d)
+     WHERE EXISTS (SELECT 1 FROM disabled))
+SELECT d.subname FROM disabled d ORDER BY d.subname)sql");
+    std::vector<std::string> names;
+    for (int row = 0; row < result.rows(); ++row) {
+        names.emplace_back(result.text(row, 0));
+    }
+    return names;
+}
+
+std::optional<std::string> block_reason(bool foreign_rows, const std::optional<EventsSubscription>& subscription) {
+    if (subscription && subscription->enabled) {
         return fmt::format(
             "this database receives its events by logical replication (subscription '{}'), whose transaction "
             "ids are the publisher's: run projectiond against the publisher. After switching over to this "
             "database, disable the subscription (ALTER SUBSCRIPTION {} DISABLE) and run `projectiond migrate`",
-            *subscription, *subscription);
+            subscription->name, subscription->name);
+    }
+    if (subscription) {
+        return fmt::format(
+            "this database received its events by logical replication (subscription '{}', now disabled): to "
+            "switch over, set its sequences past the replicated values and run `projectiond migrate` "
+            "(README, \"Moving the event store\"); until then nothing is processed",
+            subscription->name);
     }
     if (foreign_rows) {
         return std::string("the store holds rows copied from another cluster (transaction ids this cluster has not "
@@ -102,7 +130,7 @@ std::optional<std::string> block_reason(bool foreign_rows, const std::optional<s
 std::optional<std::string> why_blocked(Connection& conn) {
     const Result foreign =
         conn.exec("SELECT projectiond_foreign_rows(s.current_epoch) FROM projectiond_store s");
-    std::optional<std::string> subscription;
+    std::optional<EventsSubscription> subscription;
     try {
         subscription = events_subscription(conn);
     } catch (const DatabaseError& error) {

@@ -37,15 +37,27 @@ struct Frontier {
 
 Frontier read_frontier(Connection& conn, const Cursor& since, int limit);
 
-// A logical-replication subscription that writes into `events` here (and is
-// enabled): projections must not run on a subscriber, whose horizon knows
-// nothing of the publisher's transactions. The subscription's name, if any.
-std::optional<std::string> events_subscription(Connection& conn);
+// A logical-replication subscription that writes into `events` here.
+// Projections must not run on a subscriber, whose horizon knows nothing of
+// the publisher's transactions, nor after the subscription is disabled until
+// `projectiond migrate` has recorded the switch-over (the sequences are set
+// by then).
+struct EventsSubscription {
+    std::string name;
+    bool enabled = true; // else disabled, and not yet switched over from
+};
+
+// The subscription that holds projections back, if any: an enabled one first.
+std::optional<EventsSubscription> events_subscription(Connection& conn);
+
+// Records every disabled subscription that writes `events` as switched over
+// from (what `projectiond migrate` does); returns their names.
+std::vector<std::string> record_switch_over(Connection& conn);
 
 // Why no projection may move on, if something keeps them: rows copied from
 // another cluster waiting for a new epoch, or a subscription writing the
 // events. Said the same way by the daemon's log and by `status`.
-std::optional<std::string> block_reason(bool foreign_rows, const std::optional<std::string>& subscription);
+std::optional<std::string> block_reason(bool foreign_rows, const std::optional<EventsSubscription>& subscription);
 
 // Checks both, for `status`.
 std::optional<std::string> why_blocked(Connection& conn);

@@ -424,12 +424,20 @@ void logical_switch_over(bool burn_publisher) {
         CHECK(cursors(b) == cursors(a));
     }
 
-    // The switch-over.
+    // The switch-over. A disabled subscription still holds the daemon back
+    // until `migrate` (the sequences are set by then): processing right
+    // after the DISABLE would hand out the read model's identity values that
+    // replicated rows already hold.
     b.connect().exec("ALTER SUBSCRIPTION store DISABLE");
+    CHECK_MESSAGE(daemon.wait_for_log("subscription 'store', now disabled", 10s), daemon.log());
+    CHECK_FALSE(wait_until([&] { return stats(b, 1) != 50 || stats(b, 2) != 50; }, 1s, 100ms));
+    CHECK(cursors(b) == cursors(a));
     b.connect().exec(sync_sequences);
     const auto switched =
         run_command({projectiond_binary(), "migrate", "-c", daemon.config().path(), "--database-url", b.conninfo()});
     REQUIRE_MESSAGE(switched.exit_code == 0, switched.err);
+    CHECK_MESSAGE(contains(switched.out, "Switched over from logical replication (subscription 'store'"),
+                  switched.out);
     const long long appended = append_concurrently(b);
     REQUIRE_MESSAGE(caught_up(b), daemon.log());
     CHECK(contains(daemon.log(), "processing resumes"));
