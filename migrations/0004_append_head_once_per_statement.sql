@@ -54,6 +54,29 @@ BEGIN
 END
 $fn$;
 
+-- The epoch a transaction's events are stamped with, checked at its first
+-- append and remembered in projectiond.append_epoch ('<xid>:<epoch>'). The
+-- row trigger below reads the remembered value itself and calls this only
+-- when the transaction has none yet, so the check for it lives there alone.
+CREATE OR REPLACE FUNCTION projectiond_append_epoch() RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    current bigint;
+BEGIN
+    SELECT s.current_epoch INTO current FROM projectiond_store s;
+    IF current IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'PJ006',
+            MESSAGE = 'projectiond_store is empty, so new events cannot be ordered',
+            HINT = 'Run `projectiond migrate`.';
+    END IF;
+    IF projectiond_foreign_rows(current) THEN
+        current := projectiond_begin_epoch(current, 'rows copied from another cluster were found by an append');
+    END IF;
+    PERFORM set_config('projectiond.append_epoch', pg_current_xact_id()::text || ':' || current, false);
+    RETURN current;
+END
+$fn$;
+
 -- As in 0002 (the rules, SQLSTATEs PJ001 and 40001 and copied rows are
 -- unchanged), plus the continuation described above, and the epoch's
 -- per-transaction setting read here rather than through a function call.
@@ -191,8 +214,8 @@ BEGIN
     FOR fn IN
         SELECT p.oid::regprocedure FROM pg_proc p
          WHERE p.pronamespace = current_schema()::regnamespace
-           AND p.proname IN ('projectiond_write_append_head', 'projectiond_events_before_insert',
-                             'projectiond_events_after_insert')
+           AND p.proname IN ('projectiond_append_epoch', 'projectiond_write_append_head',
+                             'projectiond_events_before_insert', 'projectiond_events_after_insert')
     LOOP
         EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I', fn, current_schema());
     END LOOP;
