@@ -2,6 +2,8 @@
 
 #include "store/database_error.hpp"
 
+#include <string_view>
+
 #include <fmt/format.h>
 
 namespace projectiond::store {
@@ -71,13 +73,25 @@ SELECT h.epoch, h.horizon::text,
     return frontier;
 }
 
+namespace {
+
+// The subscriptions that write `events` here, and whether `projectiond
+// migrate` has recorded one as switched over from.
+constexpr std::string_view events_subscriptions =
+    "pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid WHERE r.srrelid = 'events'::regclass";
+constexpr std::string_view not_switched_over =
+    "NOT EXISTS (SELECT 1 FROM projectiond_store st WHERE s.oid = ANY (st.switched_subscriptions))";
+
+} // namespace
+
 std::optional<EventsSubscription> events_subscription(Connection& conn) {
-    const Result result = conn.exec(R"sql(
-SELECT s.subname, s.subenabled FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
- WHERE r.srrelid = 'events'::regclass
-   AND (s.subenabled OR NOT EXISTS (SELECT 1 FROM projectiond_store st WHERE s.oid = ANY (st.switched_subscriptions)))
+    // Before every watch: formatted once.
+    static const std::string sql = fmt::format(R"sql(
+SELECT s.subname, s.subenabled FROM {} AND (s.subenabled OR {})
  ORDER BY s.subenabled DESC
- LIMIT 1)sql");
+ LIMIT 1)sql",
+                                               events_subscriptions, not_switched_over);
+    const Result result = conn.exec(sql);
     if (result.rows() == 0) {
         return std::nullopt;
     }
@@ -86,16 +100,14 @@ SELECT s.subname, s.subenabled FROM pg_subscription_rel r JOIN pg_subscription s
 
 std::vector<std::string> record_switch_over(Connection& conn) {
     // A data-modifying WITH runs to completion whether or not the SELECT reads it.
-    const Result result = conn.exec(R"sql(
-WITH disabled AS (
-    SELECT DISTINCT s.oid, s.subname FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
-     WHERE r.srrelid = 'events'::regclass AND NOT s.subenabled
-       AND NOT EXISTS (SELECT 1 FROM projectiond_store st WHERE s.oid = ANY (st.switched_subscriptions))),
+    const Result result = conn.exec(fmt::format(R"sql(
+WITH disabled AS (SELECT s.oid, s.subname FROM {} AND NOT s.subenabled AND {}),
 recorded AS (
     UPDATE projectiond_store st
        SET switched_subscriptions = st.switched_subscriptions || ARRAY(SELECT d.oid FROM disabled d)
      WHERE EXISTS (SELECT 1 FROM disabled))
-SELECT d.subname FROM disabled d ORDER BY d.subname)sql");
+SELECT d.subname FROM disabled d ORDER BY d.subname)sql",
+                                                events_subscriptions, not_switched_over));
     std::vector<std::string> names;
     for (int row = 0; row < result.rows(); ++row) {
         names.emplace_back(result.text(row, 0));
