@@ -200,17 +200,31 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
                    plan_.handler_for(rows.text(end, col_event_type)) == handler) {
                 ++end;
             }
-            positions.assign(1, '{');
-            for (int r = row; r < end; ++r) {
-                if (r > row) {
-                    positions.push_back(',');
-                }
-                const std::string_view position = rows.text(r, col_global_position);
-                positions.append(position.data(), position.size());
+            // Consecutive ascending positions are bound as a range (first,
+            // last); any others as the list, in the run's order.
+            bool consecutive = true;
+            for (int r = row + 1; r < end && consecutive; ++r) {
+                consecutive = rows.int64(r, col_global_position) == rows.int64(r - 1, col_global_position) + 1;
             }
-            positions.push_back('}');
+            const std::string first(rows.text(row, col_global_position));
+            const std::string last(rows.text(end - 1, col_global_position));
+            std::vector<const char*> args;
+            if (consecutive) {
+                args = {nullptr, first.c_str(), last.c_str()};
+            } else {
+                positions.assign(1, '{');
+                for (int r = row; r < end; ++r) {
+                    if (r > row) {
+                        positions.push_back(',');
+                    }
+                    const std::string_view position = rows.text(r, col_global_position);
+                    positions.append(position.data(), position.size());
+                }
+                positions.push_back('}');
+                args = {positions.c_str(), nullptr, nullptr};
+            }
             for (const auto& statement : handler->statements) {
-                send_statement(statement, {positions.c_str()});
+                send_statement(statement, args);
                 slots.push_back({Slot::handler, row, end - row, &statement});
             }
             row = end;

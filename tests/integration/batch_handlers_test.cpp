@@ -382,25 +382,72 @@ projections:
 
     // The projection's schema comes first in its handlers' search_path; a
     // table of its own named `events` must not become the run's events.
-    TEST_CASE("a projection whose schema has a table named events still sees the store's events in batch") {
+    TEST_CASE("a projection whose schema has a table named events still sees the store's events in batch, read "
+              "as a range and as a list") {
         TestDatabase db;
         append(db, 30);
-        const std::string yaml = R"(projections:
+        {
+            store::Connection conn = db.connect();
+            conn.exec("SELECT append_events('C', 'Other', 'o-1', 0, '[{\"event_type\": \"Other\", \"payload\": {}}]')");
+        }
+        append(db, 10);
+        // Batches of 20: positions 1-20 (consecutive: bound as a range), then
+        // 21-30 and 32-41 (the Other event is not read: bound as a list).
+        const std::string yaml = R"(defaults:
+  batch_size: 20
+projections:
   - name: calendar
     schema: calendar
     setup: |
       CREATE TABLE IF NOT EXISTS events (id bigint PRIMARY KEY, title text);
-      CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY, name text)
+      INSERT INTO events VALUES (1, 'not an event of the store') ON CONFLICT DO NOTHING;
+      CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY, name text, ordinal bigint)
     handlers:
       UserCreated:
-        batch: INSERT INTO seen SELECT global_position, payload->>'name' FROM batch
+        batch: INSERT INTO seen SELECT global_position, payload->>'name', batch_ordinal FROM batch
 )";
         DaemonProcess daemon(db, yaml);
         INFO("log of daemon:\n" << daemon.log());
         REQUIRE(caught_up(db, "calendar"));
         CHECK(daemon.stop(SIGTERM) == 0);
-        CHECK(db.number("SELECT count(*) FROM calendar.seen") == 30);
+        CHECK(db.number("SELECT count(*) FROM calendar.seen") == 40);
         CHECK(db.number("SELECT count(*) FROM calendar.seen s JOIN public.events e ON e.global_position = s.position "
-                        "AND e.payload->>'name' = s.name") == 30);
+                        "AND e.payload->>'name' = s.name") == 40);
+        CHECK(db.scalar("SELECT string_agg(ordinal::text, ',' ORDER BY position) FROM calendar.seen WHERE position "
+                        "IN (1, 20, 21, 30, 32, 41)") == "1,20,1,10,11,20");
+    }
+
+    TEST_CASE("a run of consecutive positions out of ascending order is read in reading order") {
+        TestDatabase db;
+        {
+            // The transaction that took its id first appends last: reading
+            // order is position 2, then 1 (then 3, 4, 5, appended after both).
+            store::Connection early = db.connect();
+            store::Connection late = db.connect();
+            early.exec("BEGIN");
+            early.exec("SELECT pg_current_xact_id()");
+            late.exec("SELECT append_events('C', 'U', 'late', 0, '[{\"event_type\": \"E\", \"payload\": {}}]')");
+            early.exec("SELECT append_events('C', 'U', 'early', 0, '[{\"event_type\": \"E\", \"payload\": {}}]')");
+            early.exec("COMMIT");
+            late.exec("SELECT append_events('C', 'U', 'after', 0, '[{\"event_type\": \"E\", \"payload\": {}}, "
+                      "{\"event_type\": \"E\", \"payload\": {}}, {\"event_type\": \"E\", \"payload\": {}}]')");
+        }
+        REQUIRE(db.scalar("SELECT string_agg(global_position::text, ',' ORDER BY store_epoch, transaction_id, "
+                          "global_position) FROM events") == "2,1,3,4,5");
+        const std::string yaml = R"(defaults:
+  batch_size: 5
+projections:
+  - name: order
+    setup: CREATE TABLE IF NOT EXISTS order_log (position bigint PRIMARY KEY, ordinal bigint)
+    handlers:
+      E:
+        batch: INSERT INTO order_log SELECT global_position, batch_ordinal FROM batch
+)";
+        DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(caught_up(db, "order"));
+        CHECK(daemon.stop(SIGTERM) == 0);
+        CHECK(db.scalar("SELECT string_agg(position::text || ':' || ordinal, ',' ORDER BY ordinal) FROM order_log") ==
+              "2:1,1:2,3:3,4:4,5:5");
     }
 }
