@@ -250,26 +250,28 @@ void Runner::main() noexcept {
             }
             continue;
         }
-        if (failed_) {
-            if (grant.retry) {
-                {
-                    std::lock_guard lock(grant_mutex_);
-                    grant_.retry = false;
-                }
-                failed_ = false;
-                loaded_for_.reset(); // reload: clears the recorded failure
-                spdlog::info("resumed: retrying after the failure");
-                continue;
+        if (grant.retry) {
+            // A resume: reload the checkpoint. It clears a recorded failure,
+            // and it picks up a reset made while paused, which an idle runner
+            // would otherwise only notice when a new event made its next
+            // checkpoint move fail.
+            {
+                std::lock_guard lock(grant_mutex_);
+                grant_.retry = false;
             }
+            if (failed_) {
+                spdlog::info("resumed: retrying after the failure");
+            }
+            failed_ = false;
+            loaded_for_.reset();
+            continue;
+        }
+        if (failed_) {
             control_.take_wake();
             if (!control_.wait_until(Clock::now() + heartbeat_slice, StopLevel::drain)) {
                 break;
             }
             continue;
-        }
-        {
-            std::lock_guard lock(grant_mutex_);
-            grant_.retry = false;
         }
         if (const StoreView view = services_.frontier->view(); !view.known) {
             // Nothing is read before the watcher has seen the store once:

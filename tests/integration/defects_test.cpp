@@ -343,6 +343,33 @@ TEST_SUITE("defects") {
         check_equals_fresh_run(db);
     }
 
+    TEST_CASE("pause, reset --to-position and resume beside a running daemon: on a quiet store the events after "
+              "the position are processed again at once, exactly") {
+        TestDatabase db;
+        append_interleaved(db);
+        const long long first = db.number("SELECT min(global_position) FROM events");
+        const long long last = db.number("SELECT max(global_position) FROM events");
+        DaemonProcess daemon(db, log_config(1, false));
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(caught_up(db, "log"));
+        TempFile config(log_config(1, false));
+        REQUIRE(cli(db, config, {"pause", "log"}).exit_code == 0);
+        const long long reset_position = first + (last - first) / 2;
+        delete_after(db, reset_position);
+        const auto reset = reset_to(db, config, reset_position);
+        INFO("reset: " << reset.out << reset.err);
+        REQUIRE(reset.exit_code == 0);
+        REQUIRE(cli(db, config, {"resume", "log"}).exit_code == 0);
+        // No event is appended: the runner must not wait for one to notice
+        // that its checkpoint was rewound.
+        const long long events = db.number("SELECT count(*) FROM events");
+        CHECK(wait_until([&] { return db.number("SELECT count(*) FROM log") == events; }, 20s));
+        REQUIRE(caught_up(db, "log"));
+        CHECK(daemon.stop(SIGTERM) == 0);
+        CHECK(db.number("SELECT count(*) FROM log WHERE n <> 1") == 0);
+        CHECK(db.number("SELECT count(*) FROM log") == events);
+    }
+
     // --- 2. on_error: stop keeps the events before the failing one ---
 
     TEST_CASE("on_error: stop with a batch handler: the failing event is found, the ones before it are applied and "
