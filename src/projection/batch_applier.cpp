@@ -13,17 +13,28 @@ namespace projectiond::projection {
 
 namespace {
 
-const char* const advance_sql =
-    "SELECT projectiond_advance_checkpoint($1, $2::integer, $3::integer, $4::bigint, $5::bigint, "
-    "$6::bigint, $7::xid8, $8::bigint, $9::bigint, $10::xid8, $11::bigint, $12::bigint, $13::bigint)";
+// The store's own statements, with `store` ("" or a quoted schema and a dot)
+// before each of the store's names. A projection with a schema runs its
+// batches with that schema first in the search_path, and PostgreSQL parses a
+// prepared statement again whenever the search_path differs from the one it
+// was prepared under: unqualified, a projection table named `events` would
+// stand in for the store's (and the dead letter would record nothing).
+std::string advance_sql(std::string_view store) {
+    return fmt::format("SELECT {}projectiond_advance_checkpoint($1, $2::integer, $3::integer, $4::bigint, $5::bigint, "
+                       "$6::bigint, $7::xid8, $8::bigint, $9::bigint, $10::xid8, $11::bigint, $12::bigint, $13::bigint)",
+                       store);
+}
 
-const char* const dead_letter_sql = R"sql(
-INSERT INTO projection_dead_letters
+std::string dead_letter_sql(std::string_view store) {
+    return fmt::format(R"sql(
+INSERT INTO {0}projection_dead_letters
        (projection_name, generation, partition_index, global_position, event_id, event_type, error, sqlstate)
 SELECT $1, $2::integer, $3::integer, e.global_position, e.event_id, e.event_type, $5, nullif($6, '')
-  FROM events e
+  FROM {0}events e
  WHERE e.global_position = $4::bigint
-    ON CONFLICT (projection_name, generation, event_id) DO NOTHING)sql";
+    ON CONFLICT (projection_name, generation, event_id) DO NOTHING)sql",
+                       store);
+}
 
 // What each queued statement was, to tell which events a failure belongs to.
 struct Slot {
@@ -88,10 +99,15 @@ void BatchApplier::prepare(store::ConnectionPool::Lease& lease) {
         lease.mark_prepared(full);
     };
     // The store's own statements first, before the projection's schema is
-    // entered: a table of the projection's named like one of the store's
-    // (events, ...) must not stand in for it.
-    prepare_one("advance", advance_sql, {}, false);
-    prepare_one("dead_letter", dead_letter_sql, {}, false);
+    // entered, and named with the store's schema: a table of the projection's
+    // named like one of the store's (events, ...) must not stand in for it.
+    if (schema_ && !store_prefix_) {
+        const store::Result found = lease->exec("SELECT quote_ident(current_schema())");
+        store_prefix_ = found.is_null(0, 0) ? std::string() : std::string(found.text(0, 0)) + ".";
+    }
+    const std::string store = store_prefix_.value_or("");
+    prepare_one("advance", advance_sql(store), {}, false);
+    prepare_one("dead_letter", dead_letter_sql(store), {}, false);
     for (const auto& handler : plan_.handlers()) {
         for (const auto& statement : handler.statements) {
             try {

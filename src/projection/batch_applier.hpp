@@ -74,6 +74,7 @@ private:
     const ReadPlan& plan_;
     store::PartitionKey key_;
     std::optional<std::string> schema_;
+    std::optional<std::string> store_prefix_; // the store's schema, quoted, and a dot (with schema_)
     std::string prefix_;
     std::string generation_;
     std::string partition_;

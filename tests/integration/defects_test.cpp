@@ -370,6 +370,38 @@ TEST_SUITE("defects") {
         CHECK(db.number("SELECT count(*) FROM log") == events);
     }
 
+    TEST_CASE("on_error: skip in a projection whose schema has a table named events parks the failing event in "
+              "the store's dead letters") {
+        TestDatabase db;
+        append(db, 6);
+        // The projection's own `events` has the columns the dead-letter
+        // statement reads, and no rows: resolved in the projection's schema,
+        // the dead letter would record nothing and the event would be skipped
+        // without a trace.
+        const std::string yaml = R"(defaults:
+  batch_size: 10
+  on_error: skip
+  max_retries: 1
+projections:
+  - name: audit
+    schema: audit
+    setup: |
+      CREATE TABLE IF NOT EXISTS events (global_position bigint, event_id uuid, event_type text);
+      CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY)
+    handlers:
+      UserCreated: INSERT INTO seen SELECT :global_position WHERE 1 / (CASE WHEN :payload.name = 'User 3' THEN 0 ELSE 1 END) = 1
+)";
+        DaemonProcess daemon(db, yaml);
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(caught_up(db, "audit"));
+        CHECK(daemon.stop(SIGTERM) == 0);
+        const std::string poison = db.scalar("SELECT global_position FROM public.events WHERE payload->>'name' = 'User 3'");
+        CHECK(db.number("SELECT count(*) FROM audit.seen") == 5);
+        CHECK(db.scalar("SELECT string_agg(d.global_position::text, ',') FROM projection_dead_letters d "
+                        "JOIN public.events e USING (event_id) WHERE d.projection_name = 'audit' "
+                        "AND e.global_position = d.global_position AND e.event_type = d.event_type") == poison);
+    }
+
     // --- 2. on_error: stop keeps the events before the failing one ---
 
     TEST_CASE("on_error: stop with a batch handler: the failing event is found, the ones before it are applied and "
