@@ -188,12 +188,30 @@ ResetResult reset_checkpoints(Connection& conn, const std::string& projection, i
               "ON CONFLICT (projection_name) DO NOTHING",
               {projection});
     const Result state = conn.exec(
-        "SELECT live_generation, paused, (SELECT coalesce(max(global_position), 0) FROM events) "
-        "FROM projectiond_projections WHERE projection_name = $1 FOR UPDATE",
+        "SELECT p.live_generation, p.paused, (SELECT coalesce(max(global_position), 0) FROM events), "
+        "       p.building_generation, g.schema_name "
+        "  FROM projectiond_projections p "
+        "  LEFT JOIN projectiond_generations g "
+        "    ON g.projection_name = p.projection_name AND g.generation = p.building_generation "
+        " WHERE p.projection_name = $1 FOR UPDATE OF p",
         {projection});
     const int generation = static_cast<int>(state.int64(0, 0));
     const bool paused = state.boolean(0, 1);
     const std::int64_t last_position = state.int64(0, 2);
+    if (!state.is_null(0, 3)) {
+        // The swap waits until the new version has passed every event the
+        // live one has: a rewound live version would let the unfinished one
+        // swap in at once, and discard the reset with the old version.
+        throw DatabaseError(fmt::format("projection '{}' is being rebuilt (generation {}{}): a reset of the live "
+                                        "version now would swap the unfinished one in at once. Let the rebuild "
+                                        "finish and swap in (`projectiond status {}` shows its progress), then "
+                                        "reset the new version if it still needs it",
+                                        projection, state.text(0, 3),
+                                        state.is_null(0, 4) ? std::string()
+                                                            : fmt::format(", in schema {}", state.text(0, 4)),
+                                        projection),
+                            "PJ003");
+    }
     if (position > last_position) {
         throw DatabaseError(fmt::format("position {} is beyond the last event of the store (position {}); reset to "
                                         "a position at or below it",

@@ -580,6 +580,39 @@ projections:
         CHECK(daemon.stop(SIGTERM) == 0);
     }
 
+    TEST_CASE("reset during a rebuild is refused with exit 69 and changes nothing; the rebuild swaps in complete") {
+        TestDatabase db;
+        append(db, 600);
+        DaemonProcess daemon(db, config_with(tally(1, "v1", "0.002")));
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(live_caught_up(db, "tally", 90s));
+        REQUIRE(cli(db, daemon.config(), {"rebuild", "tally"}).exit_code == 0);
+        REQUIRE(wait_until([&] { return building_generation(db, "tally") != 0; }, 30s));
+        const long long building = building_generation(db, "tally");
+        REQUIRE(wait_until([&] { return generation_checkpoint(db, "tally", building) > 0; }, 30s));
+        const long long live = live_generation(db, "tally");
+        const long long live_checkpoint = generation_checkpoint(db, "tally", live);
+
+        // Paused, so that only the rebuild stands in its way.
+        REQUIRE(cli(db, daemon.config(), {"pause", "tally"}).exit_code == 0);
+        const auto refused = cli(db, daemon.config(), {"reset", "tally"});
+        CHECK(refused.exit_code == 69);
+        CHECK_MESSAGE(contains(refused.err, fmt::format("projection 'tally' is being rebuilt (generation {}, in schema "
+                                                        "tally_rebuild_v1)",
+                                                        building)),
+                      refused.err);
+        CHECK(contains(refused.err, "Let the rebuild finish"));
+        CHECK(generation_checkpoint(db, "tally", live) == live_checkpoint);
+        CHECK(building_generation(db, "tally") == building);
+        REQUIRE(cli(db, daemon.config(), {"resume", "tally"}).exit_code == 0);
+
+        REQUIRE(swapped(db, "tally", building, 90s));
+        REQUIRE(caught_up(db, "tally"));
+        CHECK(daemon.stop(SIGTERM) == 0);
+        CHECK(db.number("SELECT n FROM tally.stats") == 600);
+        CHECK(db.number("SELECT count(*) FROM tally.seen") == 600);
+    }
+
     // Setups run in one transaction; one projection's schema must not stay on
     // the search_path of the next one's setup.
     TEST_CASE("a setup after a projection with a schema creates its tables where it did without one") {
