@@ -59,6 +59,26 @@ bool login_rejected(std::string_view message) {
     return false;
 }
 
+// libpq's message for a connection string that does not parse quotes the
+// token it stopped at, which may be (part of) the password: each quoted token
+// longer than one character is left out.
+std::string without_quoted_tokens(std::string_view message) {
+    std::string out;
+    std::size_t pos = 0;
+    while (pos < message.size()) {
+        const std::size_t open = message.find('"', pos);
+        const std::size_t close = open == std::string_view::npos ? open : message.find('"', open + 1);
+        if (close == std::string_view::npos) {
+            out.append(message.substr(pos));
+            break;
+        }
+        out.append(message.substr(pos, open - pos));
+        out.append(close - open - 1 > 1 ? "\"…\"" : std::string(message.substr(open, close - open + 1)));
+        pos = close + 1;
+    }
+    return out;
+}
+
 } // namespace
 
 std::string redact_conninfo(const std::string& conninfo) {
@@ -152,6 +172,19 @@ Connection Connection::open(const ConnectOptions& options) {
     keywords.push_back(nullptr);
     values.push_back(nullptr);
 
+    if (!options.conninfo.empty()) {
+        char* error = nullptr;
+        if (ConninfoOptions parsed(PQconninfoParse(options.conninfo.c_str(), &error)); !parsed) {
+            const std::string message = error == nullptr ? "out of memory" : trimmed(error);
+            PQfreemem(error);
+            // Rejected: waiting will not make it parse.
+            throw DatabaseUnavailable(
+                fmt::format("the database URL does not parse: {}; check its syntax (in a URI, percent-encode the "
+                            "password's special characters: % as %25, @ as %40, / as %2F)",
+                            without_quoted_tokens(message)),
+                true);
+        }
+    }
     PGconn* raw = PQconnectStartParams(keywords.data(), values.data(), 1);
     if (raw == nullptr) {
         throw std::bad_alloc();

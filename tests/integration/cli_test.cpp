@@ -192,6 +192,28 @@ TEST_SUITE("command line") {
         CHECK_FALSE(contains(result.err + result.out, "Sup3rSecret"));
     }
 
+    TEST_CASE("a database URL that does not parse is said so, with no part of the password, by commands, "
+              "check-config and run (exit 78, no retries)") {
+        for (const std::string url : {"postgresql://app:Sup3r%zzSecret@127.0.0.1:9/app", "host=x password=Sup3r Secret1"}) {
+            CAPTURE(url);
+            const auto status = cli({"--database-url", url, "status"});
+            CHECK(status.exit_code == 69);
+            CHECK_MESSAGE(contains(status.err, "the database URL does not parse: "), status.err);
+            TempFile config("database:\n  url: '" + url + "'\nprojections:\n  - name: a\n    log: true\n");
+            const auto checked = cli({"-c", config.path(), "check-config"});
+            CHECK(checked.exit_code == 0);
+            CHECK(contains(checked.err, "the database URL does not parse: "));
+            const auto run = cli({"-c", config.path(), "--log-target", "stderr", "run"});
+            CHECK(run.exit_code == 78);
+            CHECK(contains(run.err, "the database URL does not parse: "));
+            CHECK_FALSE(contains(run.err, "retrying"));
+            for (const auto* output : {&status.err, &status.out, &checked.err, &checked.out, &run.err, &run.out}) {
+                CHECK_FALSE(contains(*output, "Sup3r"));
+                CHECK_FALSE(contains(*output, "Secret"));
+            }
+        }
+    }
+
     TEST_CASE("commands refuse an unmigrated database with advice, exit 69") {
         TestDatabase db(false);
         const auto result = against(db, {"status"});
