@@ -36,6 +36,18 @@ SELECT $1, $2::integer, $3::integer, e.global_position, e.event_id, e.event_type
                        store);
 }
 
+// A projection with a schema takes its checkpoint row first in each batch:
+// a swap renames the schemas only once it holds every checkpoint row of both
+// generations, so the schema this batch then looks up keeps its name until
+// the batch ends. (Looked up without it, a swap committing in between would
+// leave the name dangling, and the handlers' unqualified names would fall
+// through the search_path to another version's tables.)
+std::string lock_checkpoint_sql(std::string_view store) {
+    return fmt::format("SELECT 1 FROM {}projection_checkpoints WHERE projection_name = $1 AND generation = $2::integer "
+                       "AND partition_index = $3::integer FOR NO KEY UPDATE",
+                       store);
+}
+
 // What each queued statement was, to tell which events a failure belongs to.
 struct Slot {
     enum Kind { begin, handler, dead_letter, advance, commit } kind;
@@ -108,6 +120,9 @@ void BatchApplier::prepare(store::ConnectionPool::Lease& lease) {
     const std::string store = store_prefix_.value_or("");
     prepare_one("advance", advance_sql(store), {}, false);
     prepare_one("dead_letter", dead_letter_sql(store), {}, false);
+    if (schema_) {
+        prepare_one("lock_checkpoint", lock_checkpoint_sql(store), {}, false);
+    }
     for (const auto& handler : plan_.handlers()) {
         for (const auto& statement : handler.statements) {
             try {
@@ -197,6 +212,9 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
     conn.send("BEGIN", {});
     slots.push_back({Slot::begin});
     if (schema_) {
+        const std::array<const char*, 3> key{key_.projection.c_str(), generation_.c_str(), partition_.c_str()};
+        conn.send_prepared(prefix_ + "lock_checkpoint", static_cast<int>(key.size()), key.data());
+        slots.push_back({Slot::begin});
         conn.send(store::generation_search_path_sql(true), {key_.projection, generation_});
         slots.push_back({Slot::begin});
     }
