@@ -690,14 +690,16 @@ TEST_SUITE("store_move") {
         // search_path, so that PostgreSQL can inline the function.
         CHECK(conn.exec("SELECT count(*) FROM public.projectiond_run_events(ARRAY[1, 2, 5]::bigint[])").int64(0, 0) ==
               3);
+        CHECK(conn.exec("SELECT count(*) FROM public.projectiond_run_range(2, 4)").int64(0, 0) == 3);
         conn.exec("RESET search_path");
         CHECK(db.number("SELECT count(*) FROM events") == 5);
         CHECK(db.number("SELECT aggregate_version FROM aggregate_heads WHERE aggregate_id = 'a'") == 4);
         // And whatever function a later migration adds: each one pins its search_path
-        // (but projectiond_run_events, above).
+        // (but projectiond_run_events and projectiond_run_range, above).
         CHECK(db.scalar(R"sql(
 SELECT string_agg(p.proname, ', ') FROM pg_proc p
- WHERE p.pronamespace = 'public'::regnamespace AND p.proname <> 'projectiond_run_events'
+ WHERE p.pronamespace = 'public'::regnamespace
+   AND p.proname NOT IN ('projectiond_run_events', 'projectiond_run_range')
    AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%'))sql") == "");
     }
 

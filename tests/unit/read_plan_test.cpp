@@ -92,14 +92,15 @@ TEST_SUITE("read plan") {
         CHECK(*plan.filter_arguments().back() == R"({"customer","email"})");
     }
 
-    TEST_CASE("a batch handler's statement reads its run by positions, bound as one bigint[]") {
+    TEST_CASE("a batch handler's statement reads its run by positions (one bigint[]) or as a range (two bigint)") {
         const ReadPlan plan(
             projection_from("projections:\n  - name: a\n    handlers:\n      X: {batch: SELECT count(*) FROM batch}\n"), 0);
         const auto& statement = plan.handlers().front().statements.front();
         CHECK(plan.handlers().front().kind == projectiond::config::HandlerKind::batch);
-        CHECK(statement.types == std::vector<Oid>{1016});
+        CHECK(statement.types == std::vector<Oid>{1016, 20, 20});
         CHECK(statement.columns.empty());
         CHECK(contains(statement.sql, "unnest($1::bigint[])"));
+        CHECK(contains(statement.sql, "projectiond_run_range($2::bigint, $3::bigint)"));
     }
 
     TEST_CASE("log projections fetch the payload's name for their lines") {
