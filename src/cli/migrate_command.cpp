@@ -29,10 +29,19 @@ int run_migrate(const GlobalOptions& options) {
     }
     // After a logical-replication switch-over (subscription disabled,
     // sequences set): projections held back until now may process.
-    for (const std::string& subscription : store::record_switch_over(conn)) {
-        fmt::print("Switched over from logical replication (subscription '{}', disabled): projections can "
-                   "process again.\n",
-                   subscription);
+    const store::SwitchOver switch_over = store::record_switch_over(conn);
+    for (const std::string& subscription : switch_over.subscriptions) {
+        if (switch_over.recorded) {
+            fmt::print("Switched over from logical replication (subscription '{}', disabled): projections can "
+                       "process again.\n",
+                       subscription);
+        } else {
+            fmt::print("Not switched over from logical replication yet (subscription '{}', disabled): the events' "
+                       "sequence is at {}, below the replicated events (up to position {}). Set the sequences "
+                       "past the replicated values (README, \"Moving the event store\"), then run `projectiond "
+                       "migrate` again; until then projections stay held back.\n",
+                       subscription, switch_over.sequence, switch_over.last_position);
+        }
     }
     return exit_ok;
 }

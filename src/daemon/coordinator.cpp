@@ -189,7 +189,10 @@ void Coordinator::session(store::Connection& conn) {
             try {
                 subscription_ = store::events_subscription(conn);
             } catch (const store::DatabaseError& error) {
-                if (error.connection_lost()) {
+                // Only a role that may not read the catalogue makes it
+                // unknowable for good; anything else (a statement timeout,
+                // say) ends the session, and the next one checks again.
+                if (error.sqlstate() != "42501") {
                     throw;
                 }
                 subscription_unknowable_ = true;

@@ -98,21 +98,29 @@ SELECT s.subname, s.subenabled FROM {} AND (s.subenabled OR {})
     return EventsSubscription{std::string(result.text(0, 0)), result.boolean(0, 1)};
 }
 
-std::vector<std::string> record_switch_over(Connection& conn) {
+SwitchOver record_switch_over(Connection& conn) {
     // A data-modifying WITH runs to completion whether or not the SELECT reads it.
     const Result result = conn.exec(fmt::format(R"sql(
 WITH disabled AS (SELECT s.oid, s.subname FROM {} AND NOT s.subenabled AND {}),
+sequence AS (
+    SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'global_position')::regclass), 0)
+               AS last_value,
+           (SELECT coalesce(max(e.global_position), 0) FROM events e) AS last_position),
 recorded AS (
     UPDATE projectiond_store st
        SET switched_subscriptions = st.switched_subscriptions || ARRAY(SELECT d.oid FROM disabled d)
-     WHERE EXISTS (SELECT 1 FROM disabled))
-SELECT d.subname FROM disabled d ORDER BY d.subname)sql",
+     WHERE EXISTS (SELECT 1 FROM disabled) AND (SELECT q.last_value >= q.last_position FROM sequence q))
+SELECT d.subname, q.last_value >= q.last_position, q.last_value, q.last_position
+  FROM disabled d, sequence q ORDER BY d.subname)sql",
                                                 events_subscriptions, not_switched_over));
-    std::vector<std::string> names;
+    SwitchOver switch_over;
     for (int row = 0; row < result.rows(); ++row) {
-        names.emplace_back(result.text(row, 0));
+        switch_over.subscriptions.emplace_back(result.text(row, 0));
+        switch_over.recorded = result.boolean(row, 1);
+        switch_over.sequence = result.int64(row, 2);
+        switch_over.last_position = result.int64(row, 3);
     }
-    return names;
+    return switch_over;
 }
 
 std::optional<std::string> block_reason(bool foreign_rows, const std::optional<EventsSubscription>& subscription) {

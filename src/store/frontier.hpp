@@ -50,9 +50,20 @@ struct EventsSubscription {
 // The subscription that holds projections back, if any: an enabled one first.
 std::optional<EventsSubscription> events_subscription(Connection& conn);
 
+// The disabled subscriptions that write `events` and are not yet recorded as
+// switched over from, and whether `record_switch_over` recorded them.
+struct SwitchOver {
+    std::vector<std::string> subscriptions;
+    bool recorded = false;     // false: the events' sequence is behind the replicated rows
+    std::int64_t sequence = 0; // the events' sequence's last value (0: never used)
+    std::int64_t last_position = 0;
+};
+
 // Records every disabled subscription that writes `events` as switched over
-// from (what `projectiond migrate` does); returns their names.
-std::vector<std::string> record_switch_over(Connection& conn);
+// from (what `projectiond migrate` does), once the events' sequence has been
+// set past the replicated rows: a subscription disabled for a while, without
+// that step, is not a switch-over.
+SwitchOver record_switch_over(Connection& conn);
 
 // Why no projection may move on, if something keeps them: rows copied from
 // another cluster waiting for a new epoch, or a subscription writing the

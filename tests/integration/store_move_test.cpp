@@ -432,6 +432,17 @@ void logical_switch_over(bool burn_publisher) {
     CHECK_MESSAGE(daemon.wait_for_log("subscription 'store', now disabled", 10s), daemon.log());
     CHECK_FALSE(wait_until([&] { return stats(b, 1) != 50 || stats(b, 2) != 50; }, 1s, 100ms));
     CHECK(cursors(b) == cursors(a));
+    // migrate before the sequences are set records nothing: a subscription
+    // disabled for a while is not a switch-over.
+    const auto too_soon =
+        run_command({projectiond_binary(), "migrate", "-c", daemon.config().path(), "--database-url", b.conninfo()});
+    REQUIRE_MESSAGE(too_soon.exit_code == 0, too_soon.err);
+    CHECK_MESSAGE(contains(too_soon.out, "Not switched over from logical replication yet (subscription 'store', "
+                                         "disabled): the events' sequence is at "),
+                  too_soon.out);
+    CHECK_FALSE(contains(too_soon.out, "Switched over"));
+    CHECK_FALSE(wait_until([&] { return stats(b, 1) != 50 || stats(b, 2) != 50; }, 1s, 100ms));
+    CHECK(cursors(b) == cursors(a));
     b.connect().exec(sync_sequences);
     const auto switched =
         run_command({projectiond_binary(), "migrate", "-c", daemon.config().path(), "--database-url", b.conninfo()});
