@@ -114,7 +114,11 @@ void BatchApplier::prepare(store::ConnectionPool::Lease& lease) {
     // entered, and named with the store's schema: a table of the projection's
     // named like one of the store's (events, ...) must not stand in for it.
     if (schema_ && !store_prefix_) {
-        const store::Result found = lease->exec("SELECT quote_ident(current_schema())");
+        // Where `events` resolves with the session's search_path, as every
+        // other statement of the daemon's finds the store (current_schema()
+        // may be an empty "$user" schema ahead of it).
+        const store::Result found =
+            lease->exec("SELECT c.relnamespace::regnamespace::text FROM pg_class c WHERE c.oid = 'events'::regclass");
         store_prefix_ = found.is_null(0, 0) ? std::string() : std::string(found.text(0, 0)) + ".";
     }
     const std::string store = store_prefix_.value_or("");
@@ -209,7 +213,10 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
     };
 
     conn.enter_pipeline();
-    conn.send("BEGIN", {});
+    // READ COMMITTED whatever default_transaction_isolation says: each
+    // statement must see what committed before it (a swap that renamed the
+    // schema while this batch waited for its checkpoint row, say).
+    conn.send("BEGIN ISOLATION LEVEL READ COMMITTED", {});
     slots.push_back({Slot::begin});
     if (schema_) {
         const std::array<const char*, 3> key{key_.projection.c_str(), generation_.c_str(), partition_.c_str()};

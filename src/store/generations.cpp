@@ -69,11 +69,13 @@ void drop_schema(Connection& conn, const std::string& schema) {
 // Forgets a generation that will never be live: its schema, checkpoints and
 // dead letters.
 void abandon(Connection& conn, const std::string& projection, const Generation& g) {
+    // The checkpoints first: a batch of the generation takes its checkpoint
+    // row before its tables, so taking them in the same order cannot deadlock.
+    const Params key{projection, std::to_string(g.generation)};
+    conn.exec("DELETE FROM projection_checkpoints WHERE projection_name = $1 AND generation = $2::integer", key);
     if (g.schema) {
         drop_schema(conn, *g.schema);
     }
-    const Params key{projection, std::to_string(g.generation)};
-    conn.exec("DELETE FROM projection_checkpoints WHERE projection_name = $1 AND generation = $2::integer", key);
     conn.exec("DELETE FROM projection_dead_letters WHERE projection_name = $1 AND generation = $2::integer", key);
     conn.exec("DELETE FROM projectiond_generations WHERE projection_name = $1 AND generation = $2::integer", key);
     conn.exec("UPDATE projectiond_projections SET building_generation = NULL, swap_requested_at = NULL "

@@ -152,6 +152,55 @@ struct Observation {
     long long count = 0; // tally.stats.n
 };
 
+// Both versions of `tally` wait at a gate while the swap comes: the swap must
+// wait for version 2's batch, which then writes into its own tables.
+void check_swap_waits_for_batch(const TestDatabase& db) {
+    append(db, 20);
+    const long long last = max_position(db);
+    // Both versions wait at a gate the test holds: version 1 (no schema:
+    // its tables are public.*) at the first event appended below, version
+    // 2 (schema tally) at the second, so that version 2 has passed
+    // everything version 1 has while its batch sits between setting its
+    // search_path and its INSERT: the moment a swap may come.
+    const auto version = [&](int v, long long gate) {
+        return fmt::format(R"(  - name: tally
+    {}
+    setup: CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY, mark text NOT NULL)
+    handlers:
+      "*":
+        - SELECT pg_advisory_xact_lock_shared(4343) WHERE :global_position = {}
+        - INSERT INTO seen VALUES (:global_position, 'v{}')
+)",
+                           v == 1 ? "" : "schema: tally\n    version: 2", gate, v);
+    };
+    DaemonProcess daemon(db, config_with(version(1, last + 1), 1));
+    INFO("log of daemon:\n" << daemon.log());
+    REQUIRE(live_caught_up(db, "tally"));
+    const long long v1 = live_generation(db, "tally");
+    store::Connection gate = db.connect();
+    gate.exec("SELECT pg_advisory_lock(4343)");
+    append(db, 2);
+    const std::string waiting_at_gate = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                                        "AND datname = current_database()";
+    REQUIRE(wait_until([&] { return db.number(waiting_at_gate) == 1; }, 30s));
+
+    daemon.config().write(config_with(version(2, last + 2), 1));
+    daemon.process().signal(SIGHUP);
+    REQUIRE(wait_until([&] { return db.number(waiting_at_gate) == 2; }, 60s));
+    // The swap comes now: it either waits for the batch (right) or renames
+    // the schemas under it (wrong).
+    const std::string swap_waiting = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                     "'%projectiond_swap_generation%' AND wait_event_type = 'Lock' AND "
+                                     "pid <> pg_backend_pid()";
+    REQUIRE(wait_until([&] { return live_generation(db, "tally") != v1 || db.number(swap_waiting) > 0; }, 60s));
+    gate.exec("SELECT pg_advisory_unlock(4343)");
+    REQUIRE(wait_until([&] { return live_generation(db, "tally") != v1; }, 60s));
+    REQUIRE(caught_up(db, "tally"));
+    CHECK(daemon.stop(SIGTERM) == 0);
+    CHECK(db.number("SELECT count(*) FROM public.seen WHERE mark = 'v2'") == 0);
+    CHECK(db.number("SELECT count(*) FROM tally.seen WHERE mark = 'v2'") == last + 2);
+}
+
 } // namespace
 
 TEST_SUITE("versions") {
@@ -583,50 +632,27 @@ projections:
     TEST_CASE("a batch of the new version in flight while the swap renames the schemas writes into its own "
               "tables, never through the search_path into the old version's") {
         TestDatabase db;
-        append(db, 20);
-        const long long last = max_position(db);
-        // Both versions wait at a gate the test holds: version 1 (no schema:
-        // its tables are public.*) at the first event appended below, version
-        // 2 (schema tally) at the second, so that version 2 has passed
-        // everything version 1 has while its batch sits between setting its
-        // search_path and its INSERT: the moment a swap may come.
-        const auto version = [&](int v, long long gate) {
-            return fmt::format(R"(  - name: tally
-    {}
-    setup: CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY, mark text NOT NULL)
-    handlers:
-      "*":
-        - SELECT pg_advisory_xact_lock_shared(4343) WHERE :global_position = {}
-        - INSERT INTO seen VALUES (:global_position, 'v{}')
-)",
-                               v == 1 ? "" : "schema: tally\n    version: 2", gate, v);
-        };
-        DaemonProcess daemon(db, config_with(version(1, last + 1), 1));
-        INFO("log of daemon:\n" << daemon.log());
-        REQUIRE(live_caught_up(db, "tally"));
-        const long long v1 = live_generation(db, "tally");
-        store::Connection gate = db.connect();
-        gate.exec("SELECT pg_advisory_lock(4343)");
-        append(db, 2);
-        const std::string waiting_at_gate = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
-                                            "AND datname = current_database()";
-        REQUIRE(wait_until([&] { return db.number(waiting_at_gate) == 1; }, 30s));
+        check_swap_waits_for_batch(db);
+    }
 
-        daemon.config().write(config_with(version(2, last + 2), 1));
-        daemon.process().signal(SIGHUP);
-        REQUIRE(wait_until([&] { return db.number(waiting_at_gate) == 2; }, 60s));
-        // The swap comes now: it either waits for the batch (right) or renames
-        // the schemas under it (wrong).
-        const std::string swap_waiting = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
-                                         "'%projectiond_swap_generation%' AND wait_event_type = 'Lock' AND "
-                                         "pid <> pg_backend_pid()";
-        REQUIRE(wait_until([&] { return live_generation(db, "tally") != v1 || db.number(swap_waiting) > 0; }, 60s));
-        gate.exec("SELECT pg_advisory_unlock(4343)");
-        REQUIRE(wait_until([&] { return live_generation(db, "tally") != v1; }, 60s));
-        REQUIRE(caught_up(db, "tally"));
+    TEST_CASE("batches run READ COMMITTED even when the database's default isolation is repeatable read") {
+        // Each statement of a batch must see what committed before it: the
+        // schema name a batch looks up after waiting for its checkpoint row
+        // is the one a swap that held that row gave it.
+        TestDatabase db;
+        db.scalar("ALTER DATABASE " + db.name() + " SET default_transaction_isolation = 'repeatable read'");
+        append(db, 5);
+        DaemonProcess daemon(db, config_with(R"(  - name: isolation
+    schema: isolation
+    setup: CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY, level text NOT NULL)
+    handlers:
+      "*": INSERT INTO seen VALUES (:global_position, current_setting('transaction_isolation'))
+)"));
+        INFO("log of daemon:\n" << daemon.log());
+        REQUIRE(caught_up(db, "isolation"));
         CHECK(daemon.stop(SIGTERM) == 0);
-        CHECK(db.number("SELECT count(*) FROM public.seen WHERE mark = 'v2'") == 0);
-        CHECK(db.number("SELECT count(*) FROM tally.seen WHERE mark = 'v2'") == last + 2);
+        CHECK(db.scalar("SELECT string_agg(DISTINCT level, ',') FROM isolation.seen") == "read committed");
+        CHECK(db.number("SELECT count(*) FROM isolation.seen") == 5);
     }
 
     TEST_CASE("reset during a rebuild is refused with exit 69 and changes nothing; the rebuild swaps in complete") {
