@@ -60,23 +60,32 @@ bool login_rejected(std::string_view message) {
 }
 
 // libpq's message for a connection string that does not parse quotes the
-// token it stopped at, which may be (part of) the password: each quoted token
-// longer than one character is left out.
+// token it stopped at, which may be (part of) the password, quotes and all:
+// the message is cut at the first quoted token longer than one character
+// (a one-character one, such as "=", says what is missing).
 std::string without_quoted_tokens(std::string_view message) {
     std::string out;
     std::size_t pos = 0;
-    while (pos < message.size()) {
+    for (;;) {
         const std::size_t open = message.find('"', pos);
         const std::size_t close = open == std::string_view::npos ? open : message.find('"', open + 1);
-        if (close == std::string_view::npos) {
-            out.append(message.substr(pos));
-            break;
+        if (close == std::string_view::npos || close - open - 1 > 1) {
+            out.append(message.substr(pos, open == std::string_view::npos ? open : open - pos));
+            if (open != std::string_view::npos) {
+                out.append("\"…\"");
+            }
+            return out;
         }
-        out.append(message.substr(pos, open - pos));
-        out.append(close - open - 1 > 1 ? "\"…\"" : std::string(message.substr(open, close - open + 1)));
+        out.append(message.substr(pos, close + 1 - pos));
         pos = close + 1;
     }
-    return out;
+}
+
+// What libpq takes for a connection string rather than a database name
+// (expand_dbname): a URI, or key=value pairs.
+bool is_connection_string(std::string_view conninfo) {
+    return conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://") ||
+           conninfo.find('=') != std::string_view::npos;
 }
 
 } // namespace
@@ -172,7 +181,7 @@ Connection Connection::open(const ConnectOptions& options) {
     keywords.push_back(nullptr);
     values.push_back(nullptr);
 
-    if (!options.conninfo.empty()) {
+    if (is_connection_string(options.conninfo)) {
         char* error = nullptr;
         if (ConninfoOptions parsed(PQconninfoParse(options.conninfo.c_str(), &error)); !parsed) {
             const std::string message = error == nullptr ? "out of memory" : trimmed(error);

@@ -194,7 +194,8 @@ TEST_SUITE("command line") {
 
     TEST_CASE("a database URL that does not parse is said so, with no part of the password, by commands, "
               "check-config and run (exit 78, no retries)") {
-        for (const std::string url : {"postgresql://app:Sup3r%zzSecret@127.0.0.1:9/app", "host=x password=Sup3r Secret1"}) {
+        for (const std::string url : {"postgresql://app:Sup3r%zzSecret@127.0.0.1:9/app", "host=x password=Sup3r Secret1",
+                                      "host=x password=Sup3r Sec\"ret1", "postgresql://app:Sup3r%zz\"Secret@h/app"}) {
             CAPTURE(url);
             const auto status = cli({"--database-url", url, "status"});
             CHECK(status.exit_code == 69);
@@ -212,6 +213,13 @@ TEST_SUITE("command line") {
                 CHECK_FALSE(contains(*output, "Secret"));
             }
         }
+    }
+
+    TEST_CASE("a bare database name is a database name, as libpq takes it, not an unparsable URL") {
+        const auto result = cli({"--database-url", "no_such_database_here", "status"});
+        CHECK(result.exit_code == 69);
+        CHECK_FALSE(contains(result.err, "does not parse"));
+        CHECK_MESSAGE(contains(result.err, "cannot connect to PostgreSQL"), result.err);
     }
 
     TEST_CASE("commands refuse an unmigrated database with advice, exit 69") {
