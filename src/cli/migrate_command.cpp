@@ -35,12 +35,17 @@ int run_migrate(const GlobalOptions& options) {
             fmt::print("Switched over from logical replication (subscription '{}', disabled): projections can "
                        "process again.\n",
                        subscription);
+        } else if (switch_over.last_position == 0) {
+            fmt::print("Not switched over from logical replication (subscription '{}', disabled): nothing has been "
+                       "replicated into events, so there is nothing to switch over from. Drop the subscription if "
+                       "it is not needed (DROP SUBSCRIPTION {}); until then projections stay held back.\n",
+                       subscription, subscription);
         } else {
             fmt::print("Not switched over from logical replication yet (subscription '{}', disabled): the events' "
-                       "sequence is at {}, below the replicated events (up to position {}). Set the sequences "
-                       "past the replicated values (README, \"Moving the event store\"), then run `projectiond "
-                       "migrate` again; until then projections stay held back.\n",
-                       subscription, switch_over.sequence, switch_over.last_position);
+                       "sequence would hand out {} next, not past the replicated events (up to position {}). Set "
+                       "the sequences past the replicated values (README, \"Moving the event store\"), then run "
+                       "`projectiond migrate` again; until then projections stay held back.\n",
+                       subscription, switch_over.next_value, switch_over.last_position);
         }
     }
     return exit_ok;

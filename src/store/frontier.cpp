@@ -99,27 +99,35 @@ SELECT s.subname, s.subenabled FROM {} AND (s.subenabled OR {})
 }
 
 SwitchOver record_switch_over(Connection& conn) {
+    // The value the events' sequence hands out next, read from the sequence
+    // itself: pg_sequence_last_value() says nothing after setval(..., false).
+    // (The sequence's name comes from the catalogue, quoted as needed: a
+    // relation cannot be a bound parameter.)
+    std::int64_t next_value = 1;
+    if (const Result sequence = conn.exec("SELECT pg_get_serial_sequence('events', 'global_position')");
+        !sequence.is_null(0, 0)) {
+        const Result state = conn.exec(fmt::format("SELECT last_value, is_called FROM {}", sequence.text(0, 0)));
+        next_value = state.int64(0, 0) + (state.boolean(0, 1) ? 1 : 0);
+    }
     // A data-modifying WITH runs to completion whether or not the SELECT reads it.
     const Result result = conn.exec(fmt::format(R"sql(
 WITH disabled AS (SELECT s.oid, s.subname FROM {} AND NOT s.subenabled AND {}),
-sequence AS (
-    SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'global_position')::regclass), 0)
-               AS last_value,
-           (SELECT coalesce(max(e.global_position), 0) FROM events e) AS last_position),
+store AS (SELECT coalesce(max(e.global_position), 0) AS last_position FROM events e),
 recorded AS (
     UPDATE projectiond_store st
        SET switched_subscriptions = st.switched_subscriptions || ARRAY(SELECT d.oid FROM disabled d)
-     WHERE EXISTS (SELECT 1 FROM disabled) AND (SELECT q.last_value >= q.last_position FROM sequence q))
-SELECT d.subname, q.last_value >= q.last_position, q.last_value, q.last_position
-  FROM disabled d, sequence q ORDER BY d.subname)sql",
-                                                events_subscriptions, not_switched_over));
+     WHERE EXISTS (SELECT 1 FROM disabled)
+       AND (SELECT $1::bigint > q.last_position AND q.last_position > 0 FROM store q))
+SELECT d.subname, q.last_position FROM disabled d, store q ORDER BY d.subname)sql",
+                                                events_subscriptions, not_switched_over),
+                                    {std::to_string(next_value)});
     SwitchOver switch_over;
+    switch_over.next_value = next_value;
     for (int row = 0; row < result.rows(); ++row) {
         switch_over.subscriptions.emplace_back(result.text(row, 0));
-        switch_over.recorded = result.boolean(row, 1);
-        switch_over.sequence = result.int64(row, 2);
-        switch_over.last_position = result.int64(row, 3);
+        switch_over.last_position = result.int64(row, 1);
     }
+    switch_over.recorded = switch_over.last_position > 0 && next_value > switch_over.last_position;
     return switch_over;
 }
 

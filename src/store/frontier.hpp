@@ -54,15 +54,15 @@ std::optional<EventsSubscription> events_subscription(Connection& conn);
 // switched over from, and whether `record_switch_over` recorded them.
 struct SwitchOver {
     std::vector<std::string> subscriptions;
-    bool recorded = false;     // false: the events' sequence is behind the replicated rows
-    std::int64_t sequence = 0; // the events' sequence's last value (0: never used)
-    std::int64_t last_position = 0;
+    bool recorded = false;          // false: nothing replicated, or the sequence not past it
+    std::int64_t next_value = 1;    // what the events' sequence hands out next
+    std::int64_t last_position = 0; // the highest position in events (0: none)
 };
 
 // Records every disabled subscription that writes `events` as switched over
-// from (what `projectiond migrate` does), once the events' sequence has been
-// set past the replicated rows: a subscription disabled for a while, without
-// that step, is not a switch-over.
+// from (what `projectiond migrate` does), once events were replicated and the
+// events' sequence has been set past them: a subscription merely disabled for
+// a while, or before anything was replicated, is not a switch-over.
 SwitchOver record_switch_over(Connection& conn);
 
 // Why no projection may move on, if something keeps them: rows copied from

@@ -438,7 +438,7 @@ void logical_switch_over(bool burn_publisher) {
         run_command({projectiond_binary(), "migrate", "-c", daemon.config().path(), "--database-url", b.conninfo()});
     REQUIRE_MESSAGE(too_soon.exit_code == 0, too_soon.err);
     CHECK_MESSAGE(contains(too_soon.out, "Not switched over from logical replication yet (subscription 'store', "
-                                         "disabled): the events' sequence is at "),
+                                         "disabled): the events' sequence would hand out "),
                   too_soon.out);
     CHECK_FALSE(contains(too_soon.out, "Switched over"));
     CHECK_FALSE(wait_until([&] { return stats(b, 1) != 50 || stats(b, 2) != 50; }, 1s, 100ms));
