@@ -200,6 +200,8 @@ TEST_SUITE("command line") {
             const auto status = cli({"--database-url", url, "status"});
             CHECK(status.exit_code == 69);
             CHECK_MESSAGE(contains(status.err, "the database URL does not parse: "), status.err);
+            CHECK(contains(status.err, "check database.url or --database-url and the password"));
+            CHECK_FALSE(contains(status.err, "check that PostgreSQL is running"));
             TempFile config("database:\n  url: '" + url + "'\nprojections:\n  - name: a\n    log: true\n");
             const auto checked = cli({"-c", config.path(), "check-config"});
             CHECK(checked.exit_code == 0);
