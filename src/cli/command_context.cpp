@@ -28,20 +28,17 @@ store::Connection connect(const GlobalOptions& options, const config::Config& co
         store::Connection conn = store::Connection::open(connect_options);
         conn.exec("SELECT set_config('jit', 'off', false)"); // short statements; JIT only slows them
         return conn;
-    } catch (const store::DatabaseUnavailable& error) {
+    } catch (const store::DatabaseError& error) {
         // Refused (a login, or a URL that does not parse): PostgreSQL is
         // running, or may be; what to check is what was given to reach it.
+        const auto* unavailable = dynamic_cast<const store::DatabaseUnavailable*>(&error);
+        const bool rejected = unavailable != nullptr && unavailable->rejected();
         throw CommandError(exit_unavailable,
                            fmt::format("{} (database: {}); {}", error.what(),
                                        store::redact_conninfo(connect_options.conninfo),
-                                       error.rejected() ? "check database.url or --database-url and the password"
-                                                        : "check that PostgreSQL is running and that database.url "
-                                                          "or --database-url points at it"));
-    } catch (const store::DatabaseError& error) {
-        throw CommandError(exit_unavailable,
-                           fmt::format("{} (database: {}); check that PostgreSQL is running and that "
-                                       "database.url or --database-url points at it",
-                                       error.what(), store::redact_conninfo(connect_options.conninfo)));
+                                       rejected ? "check database.url or --database-url and the password"
+                                                : "check that PostgreSQL is running and that database.url or "
+                                                  "--database-url points at it"));
     }
 }
 
