@@ -112,13 +112,14 @@ SwitchOver record_switch_over(Connection& conn) {
     // A data-modifying WITH runs to completion whether or not the SELECT reads it.
     const Result result = conn.exec(fmt::format(R"sql(
 WITH disabled AS (SELECT s.oid, s.subname FROM {} AND NOT s.subenabled AND {}),
-store AS (SELECT coalesce(max(e.global_position), 0) AS last_position FROM events e),
+store AS (
+    SELECT m.last_position, m.last_position > 0 AND $1::bigint > m.last_position AS switched
+      FROM (SELECT coalesce(max(e.global_position), 0) AS last_position FROM events e) m),
 recorded AS (
     UPDATE projectiond_store st
        SET switched_subscriptions = st.switched_subscriptions || ARRAY(SELECT d.oid FROM disabled d)
-     WHERE EXISTS (SELECT 1 FROM disabled)
-       AND (SELECT $1::bigint > q.last_position AND q.last_position > 0 FROM store q))
-SELECT d.subname, q.last_position FROM disabled d, store q ORDER BY d.subname)sql",
+     WHERE EXISTS (SELECT 1 FROM disabled) AND (SELECT q.switched FROM store q))
+SELECT d.subname, q.last_position, q.switched FROM disabled d, store q ORDER BY d.subname)sql",
                                                 events_subscriptions, not_switched_over),
                                     {std::to_string(next_value)});
     SwitchOver switch_over;
@@ -126,8 +127,8 @@ SELECT d.subname, q.last_position FROM disabled d, store q ORDER BY d.subname)sq
     for (int row = 0; row < result.rows(); ++row) {
         switch_over.subscriptions.emplace_back(result.text(row, 0));
         switch_over.last_position = result.int64(row, 1);
+        switch_over.recorded = result.boolean(row, 2);
     }
-    switch_over.recorded = switch_over.last_position > 0 && next_value > switch_over.last_position;
     return switch_over;
 }
 
