@@ -635,7 +635,12 @@ Runner::BatchEnd Runner::apply_batch(store::ConnectionPool::Lease& lease, BatchA
             code_failure = ask_code(batch, request.handle_count, code_statements);
             request.code = &code_statements;
         }
-        BatchOutcome outcome = code_failure ? std::move(*code_failure) : applier.apply(lease, request);
+        BatchOutcome outcome = code_failure ? std::move(*code_failure) : [&] {
+            // The batch read ahead arrives meanwhile, rather than waiting in
+            // its server for the socket to be read.
+            store::Connection::Draining draining(lease.conn(), reading_ ? &reading_->conn() : nullptr);
+            return applier.apply(lease, request);
+        }();
         threshold_ = StopLevel::drain;
         if (outcome.committed) {
             const int applied = request.handle_count + (request.dead_letter_row ? 1 : 0);

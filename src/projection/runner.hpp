@@ -106,6 +106,7 @@ private:
         ReadingAhead& operator=(const ReadingAhead&) = delete;
         ~ReadingAhead();
         std::optional<ReadAhead> take();
+        store::Connection& conn() noexcept { return lease_.conn(); }
 
     private:
         store::ConnectionPool::Lease lease_;

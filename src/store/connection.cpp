@@ -282,14 +282,16 @@ short Connection::wait_socket(bool for_write, std::optional<Clock::time_point> d
         throw Interrupted();
     }
     for (;;) {
-        pollfd fds[2] = {{socket, static_cast<short>(for_write ? (POLLIN | POLLOUT) : POLLIN), 0},
-                         {interruptible ? interrupt_->fd : -1, POLLIN, 0}};
+        const int drained = draining_ != nullptr ? PQsocket(draining_->conn_) : -1;
+        pollfd fds[3] = {{socket, static_cast<short>(for_write ? (POLLIN | POLLOUT) : POLLIN), 0},
+                         {interruptible ? interrupt_->fd : -1, POLLIN, 0},
+                         {drained, POLLIN, 0}};
         int timeout_ms = -1;
         if (deadline) {
             const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now());
             timeout_ms = static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, left.count()));
         }
-        const int ready = ::poll(fds, 2, timeout_ms);
+        const int ready = ::poll(fds, 3, timeout_ms);
         if (ready < 0) {
             if (errno == EINTR) {
                 continue;
@@ -301,6 +303,9 @@ short Connection::wait_socket(bool for_write, std::optional<Clock::time_point> d
         }
         if ((fds[1].revents & POLLIN) != 0 && interrupt_->give_up()) {
             throw Interrupted();
+        }
+        if (fds[2].revents != 0 && PQconsumeInput(draining_->conn_) == 0) {
+            draining_ = nullptr; // lost: its owner learns it when it takes the result
         }
         if (fds[0].revents != 0) {
             return fds[0].revents;

@@ -47,6 +47,21 @@ public:
 
     void set_interrupt(const Interrupt* interrupt) noexcept { interrupt_ = interrupt; }
 
+    // While this connection waits, `other` (another connection of the same
+    // thread, with a statement in flight) has what arrived for it read too,
+    // into libpq's buffer: its server would otherwise stop at a full socket
+    // and finish only once its result is taken. Ends with the returned scope.
+    class Draining {
+    public:
+        Draining(Connection& waiting, Connection* other) noexcept : waiting_(waiting) { waiting_.draining_ = other; }
+        Draining(const Draining&) = delete;
+        Draining& operator=(const Draining&) = delete;
+        ~Draining() { waiting_.draining_ = nullptr; }
+
+    private:
+        Connection& waiting_;
+    };
+
     // Simple-query protocol: may hold several statements; returns the last result.
     Result exec(std::string_view sql);
     // Extended protocol with text parameters bound as $1, $2, ...
@@ -97,6 +112,7 @@ private:
     PGconn* conn_ = nullptr;
     PGcancel* cancel_ = nullptr;
     const Interrupt* interrupt_ = nullptr;
+    Connection* draining_ = nullptr; // see Draining
 };
 
 // The libpq connection string with any password removed, for messages and logs.

@@ -410,6 +410,34 @@ TEST_SUITE("store") {
         }
     }
 
+    TEST_CASE("while a connection waits, what arrives for the one it drains is read: that server does not stop at "
+              "a full socket until its result is taken") {
+        TestDatabase db(false);
+        store::Connection waiting = db.connect();
+        store::Connection reading = db.connect();
+        // About 4 MB, far more than a socket holds, each row stamped when the
+        // server produced it.
+        reading.prepare("big", "SELECT extract(epoch FROM clock_timestamp())::text, repeat('x', 1000) "
+                               "FROM generate_series(1, 4000)");
+        reading.send_prepared("big", {});
+        double waited_until = 0;
+        {
+            store::Connection::Draining draining(waiting, &reading);
+            waited_until = std::stod(std::string(
+                waiting.exec("SELECT pg_sleep(1), extract(epoch FROM clock_timestamp())::text").text(0, 1)));
+        }
+        const store::Result rows = reading.take_result();
+        REQUIRE(rows.rows() == 4000);
+        CHECK(std::stod(std::string(rows.text(3999, 0))) < waited_until);
+        // Without the drain, the last rows are made only once taken.
+        reading.send_prepared("big", {});
+        waited_until = std::stod(std::string(
+            waiting.exec("SELECT pg_sleep(1), extract(epoch FROM clock_timestamp())::text").text(0, 1)));
+        const store::Result undrained = reading.take_result();
+        REQUIRE(undrained.rows() == 4000);
+        CHECK(std::stod(std::string(undrained.text(3999, 0))) > waited_until);
+    }
+
     TEST_CASE("a password in the connection string is redacted for messages") {
         CHECK(store::redact_conninfo("postgresql://app:s3cret@db.example/app").find("s3cret") == std::string::npos);
         CHECK(store::redact_conninfo("host=db password=s3cret dbname=app").find("s3cret") == std::string::npos);
