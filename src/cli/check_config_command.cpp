@@ -31,6 +31,7 @@ int run_check_config(const GlobalOptions& options) {
     std::optional<store::Connection> conn;
     try {
         conn = store::Connection::open(connect_options);
+        store::configure_command_session(*conn);
     } catch (const store::DatabaseError& error) {
         fmt::print(stderr,
                    "projectiond: note: the database is not reachable ({}), so the handlers' SQL was not "

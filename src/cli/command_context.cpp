@@ -26,7 +26,7 @@ store::Connection connect(const GlobalOptions& options, const config::Config& co
     const store::ConnectOptions connect_options = store::connect_options(config.database, options.database_url);
     try {
         store::Connection conn = store::Connection::open(connect_options);
-        conn.exec("SELECT set_config('jit', 'off', false)"); // short statements; JIT only slows them
+        store::configure_command_session(conn);
         return conn;
     } catch (const store::DatabaseError& error) {
         // Refused (a login, or a URL that does not parse): PostgreSQL is

@@ -26,4 +26,9 @@ ConnectOptions connect_options(const config::DatabaseSettings& settings,
 void configure_session(Connection& conn, const config::DatabaseSettings& settings,
                        std::chrono::milliseconds idle_in_transaction);
 
+// What a one-shot command's session sets: the part of the above that every
+// session of projectiond shares (no JIT; READ COMMITTED whatever the
+// database's default).
+void configure_command_session(Connection& conn);
+
 } // namespace projectiond::store

@@ -635,20 +635,28 @@ projections:
         check_swap_waits_for_batch(db);
     }
 
-    TEST_CASE("batches run READ COMMITTED even when the database's default isolation is repeatable read") {
+    TEST_CASE("batches, setups and commands run READ COMMITTED even when the database's default isolation is "
+              "repeatable read") {
         // Each statement of a batch must see what committed before it: the
         // schema name a batch looks up after waiting for its checkpoint row
-        // is the one a swap that held that row gave it.
+        // is the one a swap that held that row gave it. The other
+        // transactions are reasoned about the same way.
         TestDatabase db;
         db.scalar("ALTER DATABASE " + db.name() + " SET default_transaction_isolation = 'repeatable read'");
         append(db, 5);
-        DaemonProcess daemon(db, config_with(R"(  - name: isolation
+        const std::string yaml = config_with(R"(  - name: isolation
     schema: isolation
-    setup: CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY, level text NOT NULL)
+    setup: |
+      CREATE TABLE IF NOT EXISTS seen (position bigint PRIMARY KEY, level text NOT NULL);
+      DO $$ BEGIN IF current_setting('transaction_isolation') <> 'read committed' THEN
+          RAISE EXCEPTION 'setup runs %', current_setting('transaction_isolation'); END IF; END $$
     handlers:
       "*": INSERT INTO seen VALUES (:global_position, current_setting('transaction_isolation'))
-)"));
+)");
+        DaemonProcess daemon(db, yaml);
         INFO("log of daemon:\n" << daemon.log());
+        const auto checked = cli(db, daemon.config(), {"check-config"}); // runs each setup and rolls it back
+        CHECK_MESSAGE(checked.exit_code == 0, checked.out << checked.err);
         REQUIRE(caught_up(db, "isolation"));
         CHECK(daemon.stop(SIGTERM) == 0);
         CHECK(db.scalar("SELECT string_agg(DISTINCT level, ',') FROM isolation.seen") == "read committed");
