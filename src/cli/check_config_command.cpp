@@ -30,8 +30,9 @@ int run_check_config(const GlobalOptions& options) {
     const store::ConnectOptions connect_options = store::connect_options(config.database, options.database_url);
     std::optional<store::Connection> conn;
     try {
-        conn = store::Connection::open(connect_options);
-        store::configure_command_session(*conn);
+        store::Connection opened = store::Connection::open(connect_options);
+        store::configure_command_session(opened);
+        conn = std::move(opened);
     } catch (const store::DatabaseError& error) {
         fmt::print(stderr,
                    "projectiond: note: the database is not reachable ({}), so the handlers' SQL was not "

@@ -304,8 +304,14 @@ short Connection::wait_socket(bool for_write, std::optional<Clock::time_point> d
         if ((fds[1].revents & POLLIN) != 0 && interrupt_->give_up()) {
             throw Interrupted();
         }
-        if (fds[2].revents != 0 && PQconsumeInput(draining_->conn_) == 0) {
-            draining_ = nullptr; // lost: its owner learns it when it takes the result
+        if (fds[2].revents != 0) {
+            if (PQconsumeInput(draining_->conn_) == 0) {
+                draining_ = nullptr; // lost: its owner learns it when it takes the result
+            } else {
+                // Parsed into its result as it comes, so that libpq's input
+                // buffer holds a few messages, not the whole answer twice.
+                PQisBusy(draining_->conn_);
+            }
         }
         if (fds[0].revents != 0) {
             return fds[0].revents;
