@@ -254,12 +254,12 @@ projections:
     row("projectiond: batch upsert handler ({batch: ...})", batch_upsert);
     row("projectiond: no-op (log: true, lines filtered out)", noop);
     row("projectiond: `SELECT 1` handler", select_one);
+    const std::string_view per_event_floor_equal = equal_to_per_event("users_per_event_floor");
     fmt::print("  rows projected: {} of {} events by the per-event handler ({} the set-based baseline, {} the "
                "floors)\n",
                projected, events, equal_to_per_event("users_baseline"),
-               std::string_view(equal_to_per_event("users_per_event_floor")) == equal_to_per_event("users_batch_floor")
-                   ? equal_to_per_event("users_per_event_floor")
-                   : "NOT ALL EQUAL TO");
+               per_event_floor_equal == equal_to_per_event("users_batch_floor") ? per_event_floor_equal
+                                                                               : "NOT ALL EQUAL TO");
     fmt::print("  partitions: 2: {} rows, {} the per-event result; partitions: 4: {} the per-event result\n",
                projected_split, equal_to_per_event("users_split"), equal_to_per_event("users_four"));
     fmt::print("  batch handler: {} rows, {} the per-event result\n", projected_batch,
