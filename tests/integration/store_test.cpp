@@ -11,6 +11,8 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <optional>
+#include <utility>
 
 #include <fmt/format.h>
 #include <thread>
@@ -419,23 +421,26 @@ TEST_SUITE("store") {
         // server produced it.
         reading.prepare("big", "SELECT extract(epoch FROM clock_timestamp())::text, repeat('x', 1000) "
                                "FROM generate_series(1, 4000)");
-        reading.send_prepared("big", {});
-        double waited_until = 0;
-        {
-            store::Connection::Draining draining(waiting, &reading);
-            waited_until = std::stod(std::string(
+        // When the last row was made, and when the other connection's
+        // one-second wait ended (seconds since the epoch, server clock).
+        const auto read_beside_a_wait = [&](bool drained) {
+            reading.send_prepared("big", {});
+            std::optional<store::Connection::Draining> draining;
+            if (drained) {
+                draining.emplace(waiting, &reading);
+            }
+            const double waited_until = std::stod(std::string(
                 waiting.exec("SELECT pg_sleep(1), extract(epoch FROM clock_timestamp())::text").text(0, 1)));
-        }
-        const store::Result rows = reading.take_result();
-        REQUIRE(rows.rows() == 4000);
-        CHECK(std::stod(std::string(rows.text(3999, 0))) < waited_until);
+            draining.reset();
+            const store::Result rows = reading.take_result();
+            REQUIRE(rows.rows() == 4000);
+            return std::pair{std::stod(std::string(rows.text(3999, 0))), waited_until};
+        };
+        const auto [last_row, waited_until] = read_beside_a_wait(true);
+        CHECK(last_row < waited_until);
         // Without the drain, the last rows are made only once taken.
-        reading.send_prepared("big", {});
-        waited_until = std::stod(std::string(
-            waiting.exec("SELECT pg_sleep(1), extract(epoch FROM clock_timestamp())::text").text(0, 1)));
-        const store::Result undrained = reading.take_result();
-        REQUIRE(undrained.rows() == 4000);
-        CHECK(std::stod(std::string(undrained.text(3999, 0))) > waited_until);
+        const auto [undrained_last_row, undrained_waited_until] = read_beside_a_wait(false);
+        CHECK(undrained_last_row > undrained_waited_until);
     }
 
     TEST_CASE("a password in the connection string is redacted for messages") {
