@@ -213,9 +213,11 @@ BatchOutcome BatchApplier::run(store::Connection& conn, const BatchRequest& requ
     };
 
     conn.enter_pipeline();
-    // READ COMMITTED whatever default_transaction_isolation says: each
-    // statement must see what committed before it (a swap that renamed the
-    // schema while this batch waited for its checkpoint row, say).
+    // READ COMMITTED: each statement must see what committed before it (a
+    // swap that renamed the schema while this batch waited for its checkpoint
+    // row, say). The session's default says so too (configure_session); the
+    // batch states it itself because a handler's SET could change that
+    // default for the batches after it.
     conn.send("BEGIN ISOLATION LEVEL READ COMMITTED", {});
     slots.push_back({Slot::begin});
     if (schema_) {
